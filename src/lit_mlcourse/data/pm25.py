@@ -1,0 +1,195 @@
+"""PM2.5 of the next hour from the previous hours' air-quality readings (the course's homework)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from jsonargparse.typing import NonNegativeInt, OpenUnitInterval, PositiveInt
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, TensorDataset
+
+from lit_mlcourse.data.folds import check_fold, kfold_split
+from lit_mlcourse.errors import DataFileNotFoundError, DataFormatError
+from lit_mlcourse.data.pm25_files import Readings, read_test, read_train
+from lit_mlcourse.data.pm25_windows import MissingPolicy, Windows, chronological_split, interpolate_hours, make_windows
+
+
+class PM25DataModule(L.LightningDataModule):
+    """Windows of ``window`` consecutive hours of the selected measurements, inside one month,
+    predicting the ``target`` reading of the next hour.
+
+    Validation is a chronological hold-out (the last ``val_fraction`` of each month's windows) or, with
+    ``num_folds``, fold ``fold`` of ``KFold(num_folds, shuffle=True, random_state=fold_seed)`` over the
+    windows in time order (``lit cv`` sets these). The model is given the standardization statistics of
+    the training part only. ``test.csv`` is the predict set; ``predict_ids`` holds its ids.
+
+    Args:
+        data_dir: folder holding the course files.
+        train_file: training readings, relative to ``data_dir``.
+        test_file: readings to predict, relative to ``data_dir``.
+        encoding: ``auto`` (UTF-8, else Big5) or the files' encoding.
+        features: measurements used as inputs, by name (``None``: all of them).
+        target: the measurement to predict.
+        window: hours of input per sample.
+        missing: ``interpolate`` missing readings linearly within the month, or ``drop`` the windows
+            that touch one. Windows whose target is missing are dropped either way.
+        val_fraction: share of each month's windows (the latest) held out for validation.
+        num_folds: cross-validation folds (``None``: the chronological hold-out).
+        fold: which fold validates.
+        fold_seed: ``random_state`` of the folds.
+        batch_size: samples per batch.
+        num_workers: DataLoader workers (the data is in memory: 0 is fastest).
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data/pm25",
+        train_file: str = "train.csv",
+        test_file: str = "test.csv",
+        encoding: Literal["auto", "utf-8", "big5"] = "auto",
+        features: list[str] | None = None,
+        target: str = "PM2.5",
+        window: PositiveInt = 9,
+        missing: MissingPolicy = "interpolate",
+        val_fraction: OpenUnitInterval = 0.2,
+        num_folds: int | None = None,
+        fold: NonNegativeInt = 0,
+        fold_seed: int = 0,
+        batch_size: PositiveInt = 64,
+        num_workers: NonNegativeInt = 0,
+    ) -> None:
+        super().__init__()
+        check_fold(num_folds, fold)
+        self.save_hyperparameters()
+        self.datasets: dict[str, TensorDataset] = {}
+        self.predict_ids: list[str] = []
+
+    def _path(self, name: str) -> Path:
+        path = Path(self.hparams.data_dir) / name
+        if not path.is_file():
+            raise DataFileNotFoundError(
+                f"PM2.5 data: {path} does not exist (looked in data_dir={self.hparams.data_dir!r}). Put the "
+                f"course's train.csv and test.csv there, or pass --data.data_dir <folder holding them>."
+            )
+        return path
+
+    @cached_property
+    def readings(self) -> Readings:
+        readings = read_train(self._path(self.hparams.train_file), self.hparams.encoding)
+        unknown = [name for name in [*(self.hparams.features or []), self.hparams.target] if name not in readings.names]
+        if unknown:
+            raise DataFormatError(
+                f"unknown measurement(s) {', '.join(map(repr, unknown))} in data.features / data.target; "
+                f"{self.hparams.train_file} has: {', '.join(readings.names)}."
+            )
+        return readings
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The input measurements, checked against the file."""
+        names = self.readings.names  # reading the file validates the selected names
+        return list(self.hparams.features or names)
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """``(window, features)`` of one sample, for the model."""
+        return (self.hparams.window, len(self.feature_names))
+
+    @cached_property
+    def windows(self) -> Windows:
+        readings = self.readings
+        windows = make_windows(
+            readings,
+            [readings.names.index(name) for name in self.feature_names],
+            readings.names.index(self.hparams.target),
+            self.hparams.window,
+            self.hparams.missing,
+        )
+        rank_zero_info(
+            f"PM2.5 data: {readings.missing} missing readings in {self.hparams.train_file} "
+            f"(policy: {self.hparams.missing}); {len(windows.targets)} of {windows.candidates} windows kept "
+            f"({windows.dropped_target} with a missing target, {windows.dropped_inputs} with a missing input)."
+        )
+        if len(windows.targets) == 0:
+            raise DataFormatError(f"{self.hparams.train_file}: no complete window of {self.hparams.window} hours.")
+        return windows
+
+    @cached_property
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the training and validation windows."""
+        hp = self.hparams
+        if hp.num_folds is None:
+            return chronological_split(self.windows.segment, hp.val_fraction)
+        return kfold_split(len(self.windows.targets), hp.num_folds, hp.fold, hp.fold_seed)
+
+    @cached_property
+    def standardization(self) -> dict[str, Any]:
+        """Per-feature mean and std of the training inputs, and those of the training targets."""
+        from sklearn.preprocessing import StandardScaler
+
+        train = self.split[0]
+        inputs = self.windows.inputs[train].reshape(-1, len(self.feature_names))
+        features = StandardScaler().fit(inputs)
+        targets = self.windows.targets[train]
+        return {
+            "mean": features.mean_.tolist(),
+            "std": features.scale_.tolist(),
+            "target_mean": float(targets.mean()),
+            "target_std": float(targets.std()) or 1.0,
+        }
+
+    def setup(self, stage: str) -> None:
+        if stage == "predict":
+            self._setup_predict()
+            return
+        inputs, targets = torch.from_numpy(self.windows.inputs), torch.from_numpy(self.windows.targets)
+        train, val = (torch.from_numpy(index) for index in self.split)
+        self.datasets["train"] = TensorDataset(inputs[train], targets[train])
+        self.datasets["val"] = TensorDataset(inputs[val], targets[val])
+
+    def _setup_predict(self) -> None:
+        test = read_test(self._path(self.hparams.test_file), self.hparams.encoding)
+        lacking = [name for name in self.feature_names if name not in test.names]
+        if lacking:
+            raise DataFormatError(f"{self.hparams.test_file} lacks the input measurement(s) {', '.join(lacking)}.")
+        hours = test.values.shape[2]
+        if hours < self.hparams.window:
+            raise DataFormatError(
+                f"{self.hparams.test_file} has {hours} hours per id, fewer than data.window={self.hparams.window}."
+            )
+        values = test.values[:, [test.names.index(name) for name in self.feature_names], -self.hparams.window :]
+        filled = interpolate_hours(values)
+        # A measurement missing for all hours of an id takes its training mean (a neutral input).
+        means = np.asarray(self.standardization["mean"])
+        empty = np.isnan(filled)
+        filled = np.where(empty, means[None, :, None], filled)
+        rank_zero_info(
+            f"PM2.5 predict: {test.missing} missing readings in {self.hparams.test_file} interpolated; "
+            f"{int(empty.any(axis=2).sum())} id/measurement rows had none and took the training mean."
+        )
+        self.predict_ids = test.keys
+        inputs = torch.from_numpy(filled.transpose(0, 2, 1).astype(np.float32))  # (ids, window, features)
+        self.datasets["predict"] = TensorDataset(inputs)
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
