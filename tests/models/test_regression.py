@@ -1,0 +1,85 @@
+import lightning as L
+import pytest
+import torch
+from pm25_fixtures import write_train
+from torch.utils.data import DataLoader, TensorDataset
+
+from lit_mlcourse.data import PM25DataModule
+from lit_mlcourse.models import Regressor
+
+STATS = {"mean": [10.0, 20.0], "std": [2.0, 4.0], "target_mean": 30.0, "target_std": 5.0}
+
+
+def test_model_owns_its_standardization():
+    torch.manual_seed(0)
+    model = Regressor(input_shape=(3, 2), hidden=[], standardization=STATS)
+    x = torch.randn(4, 3, 2) * 3 + torch.tensor([10.0, 20.0])
+    z = model.net(((x - torch.tensor([10.0, 20.0])) / torch.tensor([2.0, 4.0])).flatten(1)).squeeze(1)
+    torch.testing.assert_close(model(x), z * 5.0 + 30.0)
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "huber"])
+def test_loss_is_on_the_standardized_target_and_metrics_in_its_units(loss):
+    torch.manual_seed(0)
+    model = Regressor(input_shape=(3, 2), loss=loss, huber_delta=0.5, standardization=STATS)
+    x, y = torch.randn(8, 3, 2) + 15, torch.randn(8) * 5 + 30
+    z = model.standardized(x)
+    target = (y - 30.0) / 5.0
+    expected = {
+        "mse": torch.nn.functional.mse_loss(z, target),
+        "l1": torch.nn.functional.l1_loss(z, target),
+        "huber": torch.nn.functional.huber_loss(z, target, delta=0.5),
+    }[loss]
+    model.log = model.log_dict = lambda *args, **kwargs: None  # outside a Trainer
+    torch.testing.assert_close(model._step((x, y), "val"), expected)
+    rmse = model.val_metrics.compute()["val/rmse"]
+    torch.testing.assert_close(rmse, torch.sqrt(torch.mean((model(x) - y) ** 2)), rtol=1e-5, atol=1e-5)
+
+
+def test_learns_a_linear_rule_in_original_units(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(512, 2, 3) * torch.tensor([1.0, 10.0, 100.0]) + 50
+    y = 0.5 * x[:, -1, 0] - 0.02 * x[:, 0, 2] + 7
+    model = Regressor(
+        input_shape=(2, 3),
+        standardization={
+            "mean": x.flatten(0, 1).mean(0).tolist(),
+            "std": x.flatten(0, 1).std(0).tolist(),
+            "target_mean": float(y.mean()),
+            "target_std": float(y.std()),
+        },
+        optimizer=lambda params: torch.optim.Adam(params, lr=0.05),
+    )
+    loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)
+    trainer = L.Trainer(
+        max_epochs=30,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, loader)
+    assert torch.sqrt(torch.mean((model(x) - y) ** 2)) < 0.02 * y.std()
+
+
+def test_fast_dev_run_and_load_from_checkpoint_without_arguments(tmp_path):
+    write_train(tmp_path / "data")
+    dm = PM25DataModule(data_dir=str(tmp_path / "data"), batch_size=16)
+    model = Regressor(input_shape=dm.input_shape, hidden=[8], dropout=0.1, standardization=dm.standardization)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=2,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(model, dm)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    metrics = set(trainer.callback_metrics)
+    loaded = Regressor.load_from_checkpoint(path).eval()
+    x = dm.windows.inputs[:5]
+    model.eval()
+    torch.testing.assert_close(loaded(torch.from_numpy(x)), model(torch.from_numpy(x)))
+    assert metrics >= {"train/loss", "train/rmse", "val/rmse", "val/mae", "val/r2"}
