@@ -1,0 +1,6 @@
+"""Side effects of training (files, plots, terminal output), kept out of the task models."""
+
+from lit_mlcourse.callbacks.progress import LineProgressBar
+from lit_mlcourse.callbacks.submission import SubmissionWriter
+
+__all__ = ["LineProgressBar", "SubmissionWriter"]

@@ -1,0 +1,53 @@
+"""``lit predict`` output as a Kaggle-style submission file."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+
+class SubmissionWriter(BasePredictionWriter):
+    """Writes one row ``<id>,<prediction>`` per predicted sample under a header ``id,value``.
+
+    The ids come from the DataModule's ``predict_ids`` (for PM2.5: ``id_0`` ... as in test.csv).
+
+    Args:
+        path: output file; a relative path is taken inside the run folder.
+        header: the two column names.
+    """
+
+    def __init__(self, path: str = "submission.csv", header: tuple[str, str] = ("id", "value")) -> None:
+        super().__init__(write_interval="epoch")
+        self.path = path
+        self.header = header
+        self.written: Path | None = None
+
+    def write_on_epoch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
+    ) -> None:
+        if trainer.world_size > 1:
+            raise RuntimeError(
+                "SubmissionWriter writes the predictions of one process: run `lit predict` with "
+                "--trainer.devices 1 (prediction of a few hundred samples needs no more)."
+            )
+        ids = getattr(trainer.datamodule, "predict_ids", None)
+        if not ids:
+            raise RuntimeError(f"{type(trainer.datamodule).__name__} has no predict_ids to name the rows with.")
+        values = torch.cat([batch.reshape(-1) for batch in predictions]).float().cpu().tolist()
+        if len(values) != len(ids):
+            raise RuntimeError(f"{len(values)} predictions for {len(ids)} ids: the predict set is inconsistent.")
+        path = Path(self.path)
+        if not path.is_absolute():
+            path = Path(trainer.log_dir or ".") / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.header)
+            writer.writerows((key, f"{value:.6g}") for key, value in zip(ids, values, strict=True))
+        self.written = path
+        print(f"wrote {len(values)} predictions to {path}", flush=True)

@@ -1,0 +1,289 @@
+"""The ``lit`` command: LightningCLI with the DataModule's facts linked into the model, one run folder
+per run, a summary after each run, and ``lit cv`` (k-fold cross-validation)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+from jsonargparse import Namespace
+from jsonargparse.typing import PositiveInt
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+
+import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short names: --data PM25DataModule)
+from lit_mlcourse.callbacks.progress import LineProgressBar
+from lit_mlcourse.config_checks import check_values, explain_parse_error, import_class
+from lit_mlcourse.config_saving import SaveRunConfig
+from lit_mlcourse.cross_validation import run_cross_validation
+from lit_mlcourse.errors import ConfigValueError, UserInputError
+from lit_mlcourse.models.base import TaskModule
+from lit_mlcourse.runs import as_plain, resolve_run
+from lit_mlcourse.summary import print_summary, run_summary, write_json
+
+# What a DataModule knows and a model needs, linked by name: a user never types these twice.
+DATA_FACTS = ("num_classes", "image_shape", "input_shape", "standardization")
+RUN_FOLDER = {"save_dir": "{default_root_dir}", "name": "{name}", "version": "{version}"}
+# `--optimizer X` and `--lr_scheduler X` are short for the model's injected factories.
+ALIASES = {"--optimizer": "--model.optimizer", "--lr_scheduler": "--model.lr_scheduler"}
+
+
+class LitArgumentParser(LightningArgumentParser):
+    """Parse errors as one message naming the key, where it was set and the closest valid key,
+    instead of the full usage text."""
+
+    # The arguments being parsed (the command line, or the list given to main()), to locate bad keys.
+    current_args: ClassVar[list[str]] = []
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
+            return super().error(message, ex)
+        prog = self.prog.replace(" [options]", "")
+        explained = explain_parse_error(message, self.current_args, _all_keys(self))
+        sys.stderr.write(f"{prog}: error: {explained}\n")
+        sys.stderr.write(f"Run `{prog} --help` for the accepted options.\n")
+        sys.exit(2)
+
+
+class LitCLI(LightningCLI):
+    """``lit fit | validate | test | predict | cv`` over the models and DataModules of this package
+    (or any others given by ``class_path``)."""
+
+    def __init__(self, args: ArgsType = None, run: bool = True, **kwargs: Any) -> None:
+        trainer_defaults = {
+            "default_root_dir": "runs",
+            "max_epochs": 10,
+            # Both loggers write into one run folder; runs.resolve_run fills in the placeholders.
+            "logger": [
+                {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": RUN_FOLDER},
+                {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {**RUN_FOLDER, "default_hp_metric": False},
+                },
+            ],
+        }
+        kwargs.setdefault("trainer_defaults", trainer_defaults)
+        kwargs.setdefault("seed_everything_default", 42)
+        kwargs.setdefault("save_config_callback", SaveRunConfig)
+        super().__init__(
+            TaskModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            parser_class=LitArgumentParser,
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # No abbreviations: `--trainer.max_epoch` must be an error, not a silent `--trainer.max_epochs`.
+        kwargs.setdefault("allow_abbrev", False)
+        program = Path(sys.argv[0]).name
+        kwargs.setdefault("prog", program if program.startswith("lit") else "lit")
+        return super().init_parser(**kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "cv": set()}
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        # Lightning builds each subcommand from the Trainer method of the same name; `cv` is a method of
+        # this class, so its parser is built here from LitCLI.cv's signature.
+        self._subcommand_parsers = {}
+        subcommands = parser.add_subcommands()
+        for name in self.subcommands():
+            owner = type(self) if name == "cv" else self.trainer_class
+            description = inspect.getdoc(getattr(owner, name)).split("\n")[0]
+            sub_parser = self.init_parser(**kwargs.get(name, {"description": description}))
+            self._add_arguments(sub_parser)
+            skip = {"self", *self.subcommands()[name]}
+            self._subcommand_method_arguments[name] = sub_parser.add_method_arguments(owner, name, skip=skip)
+            if "verbose" in self._subcommand_method_arguments[name]:
+                sub_parser.set_defaults(verbose=False)  # the run summary shows the metrics
+            self._subcommand_parsers[name] = sub_parser
+            subcommands.add_subcommand(name, sub_parser, help=description)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--name",
+            type=str | None,
+            default=None,
+            help="Experiment name; the run folder is <trainer.default_root_dir>/<name>/version_<N> "
+            "(default: the stem of the first --config file).",
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After `fit`, test the best checkpoint when the DataModule has a test set.",
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        for fact in DATA_FACTS:
+            # as_plain: tuples become lists, so hparams.yaml stays plain (safe-loadable) YAML
+            parser.link_arguments(
+                f"data.{fact}", f"model.init_args.{fact}", compute_fn=as_plain, apply_on="instantiate"
+            )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        if args is None or isinstance(args, list):
+            args = [_expand_alias(arg) for arg in (sys.argv[1:] if args is None else args)]
+            LitArgumentParser.current_args = args
+        self.config = parser.parse_object(args) if isinstance(args, (dict, Namespace)) else parser.parse_args(args)
+
+    @property
+    def run_config(self) -> Namespace:
+        """The parsed config of the running subcommand."""
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def before_instantiate_classes(self) -> None:
+        config = self.run_config
+        try:
+            check_values(config, LitArgumentParser.current_args)
+        except ConfigValueError as error:
+            self.parser.error(str(error))
+        self.run_dir = resolve_run(config)
+        if config.checkpoint.monitor is None:
+            model_class = import_class(config.model.class_path)
+            config.checkpoint.monitor = getattr(model_class, "monitor", None)
+            config.checkpoint.mode = getattr(model_class, "monitor_mode", "min")
+
+    def instantiate_classes(self) -> None:
+        if self.subcommand == "cv":
+            return  # every fold instantiates its own model, data and trainer
+        super().instantiate_classes()
+        self._check_data_facts()
+
+    def instantiate_fold(self, config: Namespace) -> L.Trainer:
+        """Model, data and trainer from ``config``, a variant of the running subcommand's config."""
+        self.config[self.subcommand] = config
+        self.__dict__.pop("config_dump", None)  # the hparams saved in checkpoints come from this dump
+        self.config_init = self.parser.instantiate_classes(self.config)
+        self.datamodule = self._get(self.config_init, "data")
+        self.model = self._get(self.config_init, "model")
+        self._check_data_facts()
+        self.trainer = self.instantiate_trainer()
+        return self.trainer
+
+    def _check_data_facts(self) -> None:
+        missing = [
+            fact
+            for fact in DATA_FACTS
+            if fact in inspect.signature(type(self.model).__init__).parameters and not hasattr(self.datamodule, fact)
+        ]
+        if missing:
+            raise ConfigValueError(
+                f"{type(self.model).__name__} needs {', '.join(missing)} from the data, but "
+                f"{type(self.datamodule).__name__} does not provide it: pair the model with a DataModule of its task."
+            )
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = list(config.get("callbacks") or [])
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            # Rich in a terminal; one plain line per epoch in log files (CI, SLURM), where a
+            # redrawing bar only leaves carriage-return noise.
+            callbacks.append(RichProgressBar() if sys.stdout.isatty() else LineProgressBar())
+        has_logger = config.get("logger") not in (None, False, [])
+        if has_logger and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
+            callbacks.append(LearningRateMonitor(logging_interval="step"))
+        return super().instantiate_trainer(**{**kwargs, "callbacks": callbacks})
+
+    def after_fit(self) -> None:
+        metrics = dict(self.trainer.callback_metrics)
+        if self.run_config.test_after_fit and _has_test_set(self.datamodule):
+            best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
+            tested = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
+            for results in tested:
+                metrics.update(results)
+        self._summarize("fit", metrics)
+
+    def after_validate(self) -> None:
+        self._summarize("validate", dict(self.trainer.callback_metrics))
+
+    def after_test(self) -> None:
+        self._summarize("test", dict(self.trainer.callback_metrics))
+
+    def _summarize(self, stage: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        summary = run_summary(self.trainer, metrics, self.run_config.get("ckpt_path"))
+        if self.trainer.is_global_zero:
+            write_json(Path(summary["run_dir"]) / "summary.json", summary)
+            print_summary(f"lit {stage}: {self.run_config.name}", summary)
+        return summary
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        if subcommand == "cv":
+            self.cv(**{key: self.run_config[key] for key in self._subcommand_method_arguments["cv"]})
+        else:
+            super()._run_subcommand(subcommand)
+
+    def cv(self, folds: PositiveInt = 5) -> dict[str, Any]:
+        """Cross-validate: train one model per fold of the data and report the monitored metric.
+
+        Args:
+            folds: number of folds K; fold k validates on the k-th part and trains on the rest.
+        """
+        return run_cross_validation(self, folds)
+
+
+def _expand_alias(arg: str) -> str:
+    for short, full in ALIASES.items():
+        if arg == short or arg.startswith((f"{short}.", f"{short}=")):
+            return full + arg[len(short) :]
+    return arg
+
+
+def _all_keys(parser: Any) -> list[str]:
+    """Every option key of ``parser`` and of its subcommand parsers (``trainer.max_epochs``, ...)."""
+    keys = []
+    for action in parser._actions:
+        keys.append(action.dest)
+        for sub_parser in getattr(action, "_name_parser_map", {}).values():
+            keys.extend(_all_keys(sub_parser))
+    return keys
+
+
+def _has_test_set(datamodule: L.LightningDataModule | None) -> bool:
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    return datamodule is not None and is_overridden("test_dataloader", datamodule, L.LightningDataModule)
+
+
+class _HideTips(logging.Filter):
+    """Lightning advertises its cloud logger on every run; the advert is noise in course logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡 Tip" not in record.getMessage()
+
+
+def main(args: ArgsType = None) -> None:
+    """Entry point of ``lit`` and ``lit-mlcourse``. Bad input ends with its message and exit status 2
+    (set LIT_MLCOURSE_DEBUG=1 for the traceback)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_HideTips())
+    # Raised inside Lightning under torch >= 2.10; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    try:
+        LitCLI(args=args)
+    except UserInputError as error:
+        if os.environ.get("LIT_MLCOURSE_DEBUG"):
+            raise
+        sys.stderr.write(f"lit: error: {error}\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

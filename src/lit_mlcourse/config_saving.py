@@ -1,0 +1,52 @@
+"""The resolved config of a run, saved where it will be looked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import yaml
+from lightning.pytorch.cli import SaveConfigCallback
+
+CHECKPOINT_KEY = "lit_mlcourse_config"
+
+
+def free_config_path(folder: Path, text: str, filename: str = "config.yaml") -> Path | None:
+    """Where to save ``text``: ``config.yaml``, or ``config-1.yaml``, ``config-2.yaml`` ... when a
+    different config is already there (a resumed run with other settings). ``None`` when an identical
+    file exists, so that rerunning into the same folder neither crashes nor duplicates."""
+    stem, suffix = Path(filename).stem, Path(filename).suffix
+    index = 0
+    while True:
+        path = folder / (filename if index == 0 else f"{stem}-{index}{suffix}")
+        if not path.exists():
+            return path
+        if path.read_text() == text:
+            return None
+        index += 1
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Saves the resolved config as ``config.yaml`` in the run folder, inside every checkpoint
+    (``checkpoint["lit_mlcourse_config"]``, YAML text), and in each logger's config."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        self.config_text = self.parser.dump(self.config, skip_none=False)
+        log_dir = trainer.log_dir  # a collective call: every rank asks
+        if trainer.is_global_zero and log_dir is not None:
+            path = free_config_path(Path(log_dir), self.config_text, self.config_filename)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(self.config_text)
+            config = yaml.safe_load(self.config_text)
+            for logger in trainer.loggers:
+                logger.log_hyperparams({"config": config})
+        self.already_saved = True
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = getattr(self, "config_text", None) or self.parser.dump(
+            self.config, skip_none=False
+        )

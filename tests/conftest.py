@@ -1,0 +1,50 @@
+"""Shared fixtures: the real course data, synthetic files, and running `lit` as a user does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """``$LIT_MLCOURSE_TEST_DATA`` (CI sets it to ../shared/data); when set, its files must exist."""
+    folder = os.environ.get("LIT_MLCOURSE_TEST_DATA")
+    if not folder:
+        candidate = ROOT.parent / "shared" / "data"
+        if not candidate.is_dir():
+            pytest.skip("LIT_MLCOURSE_TEST_DATA is not set and ../shared/data is absent")
+        folder = str(candidate)
+    path = Path(folder).resolve()
+    for name in ("pm25/train.csv", "pm25/test.csv"):
+        assert (path / name).is_file(), f"LIT_MLCOURSE_TEST_DATA={folder} lacks {name}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def pm25_dir(real_data: Path) -> Path:
+    return real_data / "pm25"
+
+
+def lit_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # tiny models: one thread is fastest and reproducible
+    env["WANDB_MODE"] = "offline"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_lit(*args: str, cwd: Path | None = None, check: bool = True, timeout: int = 240) -> subprocess.CompletedProcess:
+    """Run the installed ``lit`` executable as a user would; output captured as text."""
+    lit = Path(sys.executable).parent / "lit"
+    result = subprocess.run([str(lit), *args], cwd=cwd, env=lit_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"lit {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result

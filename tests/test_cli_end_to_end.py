@@ -1,0 +1,192 @@
+"""The `lit` command run as a user runs it (a subprocess), on the shipped configs, shortened."""
+
+import json
+import sys
+
+import pytest
+import torch
+import yaml
+from conftest import CONFIGS, ROOT, run_lit
+
+from lit_mlcourse.config_saving import CHECKPOINT_KEY
+
+SUMMARY_KEYS = {"run_dir", "best_model_path", "monitor", "best_score", "metrics"}
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart")
+    result = run_lit(
+        "fit",
+        "--config",
+        str(CONFIGS / "quickstart.yaml"),
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.default_root_dir",
+        str(out),
+        cwd=out,
+    )
+    return out, result
+
+
+def test_quickstart_fit_writes_summary_checkpoints_config_and_logs(quickstart_run):
+    out, result = quickstart_run
+    run = out / "quickstart" / "version_0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["run_dir"] == str(run)
+    assert summary["best_model_path"] == str(run / "checkpoints" / "best.ckpt")
+    assert summary["monitor"] == "val/acc" and 0.5 < summary["best_score"] <= 1.0
+    assert summary["metrics"]["test/acc"] > 0.5  # fit ends with a test of the best checkpoint
+    assert {"val/acc", "val/f1", "train/loss", "test/f1"} <= set(summary["metrics"])
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert "run folder" in result.stdout and str(run) in result.stdout  # the terminal summary
+    assert "epoch 3/3" in result.stdout  # plain progress lines when the output is not a terminal
+    # config saved in the run folder, in the checkpoint, and in the loggers' config
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["name"] == "quickstart" and saved["trainer"]["max_epochs"] == 3
+    checkpoint = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert yaml.safe_load(checkpoint[CHECKPOINT_KEY]) == saved
+    hparams = yaml.safe_load((run / "hparams.yaml").read_text())
+    assert hparams["config"]["model"]["class_path"] == "lit_mlcourse.models.ImageClassifier"
+    assert list(run.glob("events.out.tfevents.*"))  # TensorBoard beside the CSV metrics
+
+
+def test_learning_rate_is_logged_per_optimizer_step(quickstart_run):
+    out, _ = quickstart_run
+    import csv
+
+    rows = list(csv.DictReader((out / "quickstart" / "version_0" / "metrics.csv").open()))
+    lrs = [float(row["lr-AdamW"]) for row in rows if row.get("lr-AdamW")]
+    steps_per_epoch = 20  # ceil(1,221 training images / 64)
+    assert len(lrs) == 3 * steps_per_epoch
+    warmup = round(0.05 * len(lrs))  # warmup_fraction: 0.05 in the quick start
+    assert lrs[:warmup] == sorted(lrs[:warmup]) and lrs[0] < lrs[warmup - 1]  # rises within epoch 1
+    assert lrs[warmup:] == sorted(lrs[warmup:], reverse=True)  # cosine decay, step by step
+
+
+def test_rerun_in_the_same_folder_keeps_the_config(quickstart_run):
+    out, _ = quickstart_run
+    run = out / "quickstart" / "version_0"
+    before = (run / "config.yaml").read_text()
+    run_lit("fit", "--config", str(run / "config.yaml"), "--trainer.max_epochs", "1", cwd=out)
+    assert (run / "config.yaml").read_text().replace("max_epochs: 1", "max_epochs: 3") == before
+    assert (run / "config-1.yaml").is_file()  # the changed config saved beside, never a crash
+    assert not (out / "quickstart" / "version_1").exists()
+
+
+def test_validate_and_test_a_checkpoint(quickstart_run, tmp_path):
+    out, _ = quickstart_run
+    best = out / "quickstart" / "version_0" / "checkpoints" / "best.ckpt"
+    for stage, key in (("validate", "val/acc"), ("test", "test/acc")):
+        run_lit(
+            stage,
+            "--config",
+            str(CONFIGS / "quickstart.yaml"),
+            "--ckpt_path",
+            str(best),
+            "--trainer.default_root_dir",
+            str(tmp_path / stage),
+            cwd=tmp_path,
+        )
+        summary = json.loads(next((tmp_path / stage).rglob("summary.json")).read_text())
+        assert summary["best_model_path"] == str(best) and summary["metrics"][key] > 0.5
+
+
+def test_pm25_fit_then_predict_writes_the_submission(tmp_path, pm25_dir):
+    run_lit(
+        "fit",
+        "--config",
+        str(CONFIGS / "pm25_mlp.yaml"),
+        "--data.data_dir",
+        str(pm25_dir),
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    best = tmp_path / "pm25_mlp" / "version_0" / "checkpoints" / "best.ckpt"
+    summary = json.loads((best.parent.parent / "summary.json").read_text())
+    assert summary["monitor"] == "val/rmse" and summary["best_score"] < 15
+    result = run_lit(
+        "predict",
+        "--config",
+        str(CONFIGS / "pm25_mlp.yaml"),
+        "--data.data_dir",
+        str(pm25_dir),
+        "--ckpt_path",
+        str(best),
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    submission = tmp_path / "pm25_mlp" / "version_1" / "submission.csv"
+    assert f"to {submission}" in result.stdout
+    lines = submission.read_text().splitlines()
+    assert len(lines) == 241 and lines[0] == "id,value"
+    ids = [line.split(",")[0] for line in lines[1:]]
+    assert ids == [f"id_{index}" for index in range(240)]
+    values = [float(line.split(",")[1]) for line in lines[1:]]
+    assert 5 < sum(values) / len(values) < 60  # ug/m3, not standardized units
+
+
+def test_cv_writes_per_fold_scores_and_their_mean(tmp_path, pm25_dir):
+    result = run_lit(
+        "cv",
+        "--config",
+        str(CONFIGS / "pm25_linear.yaml"),
+        "--data.data_dir",
+        str(pm25_dir),
+        "--folds",
+        "3",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    report = json.loads((tmp_path / "pm25_linear" / "version_0" / "cv_summary.json").read_text())
+    assert report["monitor"] == "val/rmse" and len(report["folds"]) == 3
+    scores = [fold["score"] for fold in report["folds"]]
+    assert report["mean"] == pytest.approx(sum(scores) / 3)
+    assert report["std"] == pytest.approx(torch.tensor(scores).std(unbiased=False).item(), rel=1e-5)
+    for fold in report["folds"]:
+        assert (tmp_path / "pm25_linear" / "version_0" / f"fold_{fold['fold']}" / "summary.json").is_file()
+        assert f"fold_{fold['fold']} of 3: val/rmse {fold['score']:.4f}" in result.stdout
+    assert f"val/rmse {report['mean']:.4f} +- {report['std']:.4f} over 3 folds" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["lit"], ["lit-mlcourse"], [sys.executable, "-m", "lit_mlcourse"]])
+def test_entry_points_list_the_subcommands(command):
+    import subprocess
+
+    from conftest import lit_env
+
+    executable = [str(ROOT / ".venv" / "bin" / command[0])] if command[0].startswith("lit") else command
+    path = executable[0]
+    if command[0].startswith("lit"):
+        from pathlib import Path
+
+        path = str(Path(sys.executable).parent / command[0])
+    result = subprocess.run([path, *command[1:], "--help"], env=lit_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for subcommand in ("fit", "validate", "test", "predict", "cv"):
+        assert subcommand in result.stdout
+
+
+def test_print_config_shows_the_resolved_model(tmp_path):
+    result = run_lit(
+        "fit",
+        "--config",
+        str(CONFIGS / "quickstart.yaml"),
+        "--model.net.widths",
+        "[8,16]",
+        "--print_config",
+        cwd=tmp_path,
+    )
+    config = yaml.safe_load(result.stdout)
+    assert config["model"]["init_args"]["net"]["init_args"]["widths"] == [8, 16]
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,131 @@
+"""Bad input through `lit`: each error names the key or file (and line) and what to do; exit status 2;
+config mistakes stop before any run folder exists."""
+
+import re
+
+import pytest
+from conftest import CONFIGS
+from pm25_fixtures import PM25, course_days, random_readings, train_lines, write_train
+
+from lit_mlcourse.cli import main
+
+
+def lit_error(capsys, *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def quickstart(tmp_path, *args: str) -> list[str]:
+    return ["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.default_root_dir", str(tmp_path / "runs"),
+            *args]  # fmt: skip
+
+
+def pm25(tmp_path, data_dir, *args: str) -> list[str]:
+    return ["fit", "--config", str(CONFIGS / "pm25_linear.yaml"), "--data.data_dir", str(data_dir),
+            "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.max_epochs", "1", *args]  # fmt: skip
+
+
+def test_typo_in_a_config_file_names_file_line_and_the_right_key(tmp_path, capsys):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("trainer:\n  accelerator: cpu\n  max_epoch: 3\n")
+    err = lit_error(capsys, *quickstart(tmp_path, "--config", str(typo)))
+    assert "trainer.max_epoch: unknown key" in err
+    assert f"set in {typo}:3" in err
+    assert "did you mean 'trainer.max_epochs'?" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_typo_in_a_model_argument_lists_what_the_model_takes(tmp_path, capsys, pm25_dir):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("model:\n  init_args:\n    hiden: [64, 32]\n")
+    err = lit_error(capsys, *pm25(tmp_path, pm25_dir, "--config", str(typo)))
+    assert "model.hiden: unknown key for Regressor (it takes: input_shape, hidden," in err
+    assert f"set in {typo}:3" in err and "did you mean 'model.hidden'?" in err
+
+
+def test_typo_on_the_command_line(tmp_path, capsys):
+    err = lit_error(capsys, *quickstart(tmp_path, "--trainer.max_epoch", "3"))
+    assert "trainer.max_epoch: unknown option" in err and "set on the command line" in err
+    assert "did you mean 'trainer.max_epochs'?" in err
+
+
+def test_a_value_of_the_wrong_type(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  max_epochs: ten\n")
+    err = lit_error(capsys, *quickstart(tmp_path, "--config", str(bad)))
+    assert "trainer.max_epochs: expected int, got 'ten'" in err and f"set in {bad}:2" in err
+
+
+def test_a_misspelt_optimizer_class(tmp_path, capsys):
+    err = lit_error(capsys, *quickstart(tmp_path, "--optimizer", "torch.optim.Adamw"))
+    assert "model.optimizer: torch.optim.Adamw does not exist" in err
+    assert "did you mean 'torch.optim.AdamW'?" in err
+
+
+@pytest.mark.parametrize("where", ["command line", "file"])
+def test_negative_learning_rate(tmp_path, capsys, where):
+    if where == "file":
+        bad = tmp_path / "lr.yaml"
+        bad.write_text("model:\n  init_args:\n    optimizer:\n      init_args:\n        lr: -0.01\n")
+        args, place = ["--config", str(bad)], f"set in {bad}:5"
+    else:
+        args, place = ["--optimizer.lr", "-0.01"], "set on the command line"
+    err = lit_error(capsys, *quickstart(tmp_path, *args))
+    assert f"model.optimizer.lr = -0.01 ({place}): the learning rate must be a finite number > 0" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_zero_batch_size(tmp_path, capsys):
+    err = lit_error(capsys, *quickstart(tmp_path, "--data.batch_size", "0"))
+    assert "data.batch_size: Not of type PositiveInt: 0 does not conform to restriction v>0" in err
+
+
+def test_warmup_longer_than_the_training(tmp_path, capsys):
+    warmup = tmp_path / "warmup.yaml"
+    warmup.write_text(
+        "model:\n  init_args:\n    lr_scheduler:\n      init_args: {warmup_fraction: null, warmup_steps: 500}\n"
+    )
+    err = lit_error(capsys, *quickstart(tmp_path, "--trainer.max_epochs", "1", "--config", str(warmup)))
+    assert re.search(
+        r"warmup \(500 optimizer steps\) must be shorter than the whole training \(20 optimizer steps", err
+    )
+
+
+def test_missing_data_file_says_where_it_looked(tmp_path, capsys):
+    err = lit_error(capsys, *pm25(tmp_path, tmp_path / "nowhere"))
+    assert f"{tmp_path / 'nowhere' / 'train.csv'} does not exist (looked in data_dir=" in err
+    assert "Put the course's train.csv and test.csv there" in err
+
+
+def test_unknown_feature_lists_the_valid_names(tmp_path, capsys, pm25_dir):
+    err = lit_error(capsys, *pm25(tmp_path, pm25_dir, "--data.features", "[PM2.5, PM1O]"))
+    assert "unknown measurement(s) 'PM1O'" in err and "PM10, PM2.5, RAINFALL" in err
+
+
+def test_big5_file_read_as_utf8(tmp_path, capsys):
+    write_train(tmp_path / "data", course_days(1, 2), random_readings(2), style="big5", encoding="big5")
+    err = lit_error(capsys, *pm25(tmp_path, tmp_path / "data", "--data.encoding", "utf-8"))
+    assert "train.csv: cannot be read as utf-8" in err and "set `data.encoding: big5`" in err
+
+
+def test_ragged_row_names_file_and_line(tmp_path, capsys):
+    lines = train_lines(course_days(1, 2), random_readings(2))
+    lines[9] += ",1"
+    path = write_train(tmp_path / "data", lines=lines)
+    err = lit_error(capsys, *pm25(tmp_path, tmp_path / "data"))
+    assert f"{path}:10: expected 27 comma-separated fields like the header, found 28" in err
+
+
+def test_nr_outside_rainfall(tmp_path, capsys):
+    lines = train_lines(course_days(1, 2), random_readings(2))
+    lines[1 + PM25] = lines[1 + PM25].rsplit(",", 1)[0] + ",NR"
+    path = write_train(tmp_path / "data", lines=lines)
+    err = lit_error(capsys, *pm25(tmp_path, tmp_path / "data"))
+    assert f"{path}:{2 + PM25}, hour 23: 'NR' (no rain) is only valid for RAINFALL, found it for PM2.5" in err
+
+
+def test_model_and_data_of_different_tasks(tmp_path, capsys):
+    err = lit_error(capsys, *quickstart(tmp_path, "--model", "Regressor"))
+    assert "Regressor needs input_shape, standardization from the data, but DigitsDataModule does not provide it" in err

@@ -1,0 +1,93 @@
+"""Every YAML in configs/ instantiates through the CLI, and the CLI wires data facts into models."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIGS
+
+from lit_mlcourse.cli import LitCLI
+from lit_mlcourse.schedules import WarmupDecay
+
+COMPLETE = sorted(CONFIGS.glob("*.yaml"))
+PRESETS = sorted(path for path in CONFIGS.glob("*/*.yaml"))
+
+
+def cli(*args: str, tmp_path: Path, pm25_dir: Path | None = None) -> LitCLI:
+    extra = ["--data.data_dir", str(pm25_dir)] if pm25_dir else []
+    return LitCLI(args=[*args, *extra, "--trainer.default_root_dir", str(tmp_path)], run=False)
+
+
+def data_args(config: Path, pm25_dir: Path) -> Path | None:
+    return pm25_dir if "pm25" in config.name else None
+
+
+@pytest.mark.parametrize("config", COMPLETE, ids=lambda path: path.name)
+def test_every_complete_config_instantiates(config, tmp_path, pm25_dir):
+    instance = cli("--config", str(config), tmp_path=tmp_path, pm25_dir=data_args(config, pm25_dir))
+    assert instance.model is not None and instance.datamodule is not None
+    assert instance.config.checkpoint.monitor == type(instance.model).monitor
+    optimizer = instance.model.make_optimizer(instance.model.parameters())
+    assert isinstance(optimizer, torch.optim.Optimizer)
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_preset_stacks_on_the_quick_start(preset, tmp_path):
+    instance = cli("--config", str(CONFIGS / "quickstart.yaml"), "--config", str(preset), tmp_path=tmp_path)
+    assert instance.trainer is not None
+
+
+def test_data_facts_are_linked_into_the_model(tmp_path, pm25_dir):
+    instance = cli(
+        "--config",
+        str(CONFIGS / "pm25_linear.yaml"),
+        "--data.features",
+        "[PM2.5, PM10]",
+        "--data.window",
+        "5",
+        tmp_path=tmp_path,
+        pm25_dir=pm25_dir,
+    )
+    assert instance.model.hparams.input_shape == (5, 2)
+    assert instance.model.net.body[0].in_features == 10
+    assert instance.model.input_mean.tolist() == pytest.approx(instance.datamodule.standardization["mean"])
+    digits = cli("--config", str(CONFIGS / "quickstart.yaml"), tmp_path=tmp_path)
+    assert digits.model.hparams.num_classes == 10 and tuple(digits.model.hparams.image_shape) == (1, 8, 8)
+    assert digits.model.net.features[0][0].in_channels == 1
+    assert digits.config.checkpoint.mode == "max" and instance.config.checkpoint.mode == "min"
+
+
+def test_overrides_from_the_issue(tmp_path, pm25_dir):
+    instance = cli(
+        "--config",
+        str(CONFIGS / "pm25_mlp.yaml"),
+        "--model.hidden",
+        "[64,32]",
+        "--optimizer",
+        "Adagrad",
+        "--optimizer.lr",
+        "0.1",
+        "--lr_scheduler",
+        "WarmupDecay",
+        "--lr_scheduler.warmup_steps",
+        "3",
+        tmp_path=tmp_path,
+        pm25_dir=pm25_dir,
+    )
+    widths = [layer.out_features for layer in instance.model.net.body if isinstance(layer, torch.nn.Linear)]
+    assert widths == [64, 32, 1]
+    optimizer = instance.model.make_optimizer(instance.model.parameters())
+    assert isinstance(optimizer, torch.optim.Adagrad) and optimizer.defaults["lr"] == 0.1
+    assert isinstance(instance.model.make_lr_scheduler(optimizer), WarmupDecay)
+
+
+def test_experiment_name_and_run_folder(tmp_path):
+    instance = cli("--config", str(CONFIGS / "quickstart.yaml"), tmp_path=tmp_path)
+    assert instance.config.name == "quickstart"
+    assert instance.run_dir == tmp_path / "quickstart" / "version_0"
+    assert [Path(logger.log_dir) for logger in instance.trainer.loggers] == [instance.run_dir] * 2
+    (tmp_path / "quickstart" / "version_0").mkdir(parents=True)
+    again = cli("--config", str(CONFIGS / "quickstart.yaml"), "--name", "mine", tmp_path=tmp_path)
+    assert again.run_dir == tmp_path / "mine" / "version_0"
+    third = cli("--config", str(CONFIGS / "quickstart.yaml"), tmp_path=tmp_path)
+    assert third.run_dir == tmp_path / "quickstart" / "version_1"
