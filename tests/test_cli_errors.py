@@ -41,7 +41,7 @@ def test_typo_in_a_model_argument_lists_what_the_model_takes(tmp_path, capsys, p
     typo = tmp_path / "typo.yaml"
     typo.write_text("model:\n  init_args:\n    hiden: [64, 32]\n")
     err = lit_error(capsys, *pm25(tmp_path, pm25_dir, "--config", str(typo)))
-    assert "model.hiden: unknown key for Regressor (it takes: input_shape, hidden," in err
+    assert "model.hiden: unknown key for Regressor (it takes: input_shape, input_hours, hidden," in err
     assert f"set in {typo}:3" in err and "did you mean 'model.hidden'?" in err
 
 
@@ -128,4 +128,4 @@ def test_nr_outside_rainfall(tmp_path, capsys):
 
 def test_model_and_data_of_different_tasks(tmp_path, capsys):
     err = lit_error(capsys, *quickstart(tmp_path, "--model", "Regressor"))
-    assert "Regressor needs input_shape, standardization from the data, but DigitsDataModule does not provide it" in err
+    assert "Regressor needs input_shape, input_hours, standardization from the data, but DigitsDataModule" in err

@@ -45,10 +45,12 @@ def test_data_facts_are_linked_into_the_model(tmp_path, pm25_dir):
         "[PM2.5, PM10]",
         "--data.window",
         "5",
+        "--data.hours",
+        "null",
         tmp_path=tmp_path,
         pm25_dir=pm25_dir,
     )
-    assert instance.model.hparams.input_shape == (5, 2)
+    assert instance.model.hparams.input_shape == [5, 2]  # lists: hparams.yaml stays plain YAML
     assert instance.model.net.body[0].in_features == 10
     assert instance.model.input_mean.tolist() == pytest.approx(instance.datamodule.standardization["mean"])
     digits = cli("--config", str(CONFIGS / "quickstart.yaml"), tmp_path=tmp_path)
@@ -60,7 +62,7 @@ def test_data_facts_are_linked_into_the_model(tmp_path, pm25_dir):
 def test_overrides_from_the_issue(tmp_path, pm25_dir):
     instance = cli(
         "--config",
-        str(CONFIGS / "pm25_mlp.yaml"),
+        str(CONFIGS / "pm25_linear.yaml"),
         "--model.hidden",
         "[64,32]",
         "--optimizer",

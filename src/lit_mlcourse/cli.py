@@ -28,7 +28,7 @@ from lit_mlcourse.runs import as_plain, resolve_run
 from lit_mlcourse.summary import print_summary, run_summary, write_json
 
 # What a DataModule knows and a model needs, linked by name: a user never types these twice.
-DATA_FACTS = ("num_classes", "image_shape", "input_shape", "standardization")
+DATA_FACTS = ("num_classes", "image_shape", "input_shape", "input_hours", "standardization")
 RUN_FOLDER = {"save_dir": "{default_root_dir}", "name": "{name}", "version": "{version}"}
 # `--optimizer X` and `--lr_scheduler X` are short for the model's injected factories.
 ALIASES = {"--optimizer": "--model.optimizer", "--lr_scheduler": "--model.lr_scheduler"}

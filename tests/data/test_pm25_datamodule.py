@@ -147,3 +147,22 @@ def test_real_data_sizes(pm25_dir):
     assert dm.windows.candidates == 12 * 471
     train, val = dm.split
     assert (len(train), len(val)) == (4480, 1120)
+
+
+def test_hours_per_measurement(tmp_path):
+    write_train(tmp_path)
+    dm = module(tmp_path, features=["PM2.5", "PM10", "RH"], hours={"*": 3, "PM2.5": 9})
+    assert dm.input_hours == [9, 3, 3]
+    assert module(tmp_path, features=["PM2.5", "RH"]).input_hours == [9, 9]
+
+
+@pytest.mark.parametrize(
+    ("hours", "message"),
+    [({"PM10": 3}, r"data.hours names 'PM10', which are not inputs; the inputs are: PM2.5, RH"), ({"*": 10}, "10 is outside 1..window=9")],
+)
+def test_bad_hours(tmp_path, hours, message):
+    from lit_mlcourse.errors import ConfigValueError
+
+    write_train(tmp_path)
+    with pytest.raises(ConfigValueError, match=message):
+        module(tmp_path, features=["PM2.5", "RH"], hours=hours).input_hours

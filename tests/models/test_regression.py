@@ -83,3 +83,15 @@ def test_fast_dev_run_and_load_from_checkpoint_without_arguments(tmp_path):
     model.eval()
     torch.testing.assert_close(loaded(torch.from_numpy(x)), model(torch.from_numpy(x)))
     assert metrics >= {"train/loss", "train/rmse", "val/rmse", "val/mae", "val/r2"}
+
+
+def test_input_hours_keep_only_the_latest_hours_of_each_feature():
+    torch.manual_seed(0)
+    model = Regressor(input_shape=(4, 2), input_hours=[4, 2], hidden=[5]).eval()
+    assert model.net.body[0].in_features == 4 + 2
+    x = torch.randn(3, 4, 2)
+    changed = x.clone()
+    changed[:, :2, 1] += 100.0  # the two oldest hours of feature 1 are not inputs
+    torch.testing.assert_close(model(changed), model(x))
+    changed[:, 2, 1] += 100.0  # its third hour is
+    assert not torch.allclose(model(changed), model(x))

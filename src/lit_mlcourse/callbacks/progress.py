@@ -18,6 +18,7 @@ class LineProgressBar(ProgressBar):
         self._enabled = True
         self._stream = stream
         self._started = 0.0
+        self._finished: tuple[int, float] | None = None  # (epoch, seconds) not printed yet
 
     def disable(self) -> None:
         self._enabled = False
@@ -34,14 +35,26 @@ class LineProgressBar(ProgressBar):
         metrics = trainer.callback_metrics
         return "  ".join(f"{key} {float(metrics[key]):.4g}" for key in sorted(metrics) if key.startswith(prefixes))
 
+    # The epoch's line is printed once the epoch is over for every hook: models log their epoch
+    # metrics in their own on_train_epoch_end, which Lightning calls after the callbacks'.
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print_finished_epoch(trainer)
         self._started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._finished = (trainer.current_epoch, time.perf_counter() - self._started)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._print_finished_epoch(trainer)
+
+    def _print_finished_epoch(self, trainer: L.Trainer) -> None:
+        if self._finished is None:
+            return
+        epoch, seconds = self._finished
+        self._finished = None
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
-        seconds = time.perf_counter() - self._started
         metrics = self._metrics(trainer, ("train/", "val/"))
-        self._print(trainer, f"epoch {trainer.current_epoch + 1}/{total}  {metrics}  ({seconds:.1f} s)")
+        self._print(trainer, f"epoch {epoch + 1}/{total}  {metrics}  ({seconds:.1f} s)")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "validate":

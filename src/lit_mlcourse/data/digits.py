@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import torch
 from jsonargparse.typing import NonNegativeInt, OpenUnitInterval, PositiveInt
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_mlcourse.data.folds import check_fold, kfold_split
+from lit_mlcourse.data.in_memory import InMemoryDataModule
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(InMemoryDataModule):
     """Digits 0-9 as ``(1, 8, 8)`` float images in ``[0, 1]``.
 
     A stratified test split is held out first (fixed by ``seed``); the rest is split into train and
@@ -44,10 +44,9 @@ class DigitsDataModule(L.LightningDataModule):
         super().__init__()
         check_fold(num_folds, fold)
         self.save_hyperparameters()
-        self.splits: dict[str, TensorDataset] = {}
 
     def setup(self, stage: str) -> None:
-        if self.splits:
+        if self.datasets:
             return
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -68,22 +67,7 @@ class DigitsDataModule(L.LightningDataModule):
             fold_train, fold_val = kfold_split(len(rest), hp.num_folds, hp.fold, hp.seed, digits.target[rest])
             train, val = rest[fold_train], rest[fold_val]
         for name, index in (("train", train), ("val", val), ("test", test)):
-            self.splits[name] = TensorDataset(images[index], labels[index])
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+            self.datasets[name] = TensorDataset(images[index], labels[index])
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")

@@ -6,7 +6,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
 from jsonargparse.typing import NonNegativeInt, OpenUnitInterval, PositiveInt
@@ -14,12 +13,13 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_mlcourse.data.folds import check_fold, kfold_split
-from lit_mlcourse.errors import DataFileNotFoundError, DataFormatError
+from lit_mlcourse.data.in_memory import InMemoryDataModule
+from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError, DataFormatError
 from lit_mlcourse.data.pm25_files import Readings, read_test, read_train
 from lit_mlcourse.data.pm25_windows import MissingPolicy, Windows, chronological_split, interpolate_hours, make_windows
 
 
-class PM25DataModule(L.LightningDataModule):
+class PM25DataModule(InMemoryDataModule):
     """Windows of ``window`` consecutive hours of the selected measurements, inside one month,
     predicting the ``target`` reading of the next hour.
 
@@ -36,6 +36,9 @@ class PM25DataModule(L.LightningDataModule):
         features: measurements used as inputs, by name (``None``: all of them).
         target: the measurement to predict.
         window: hours of input per sample.
+        hours: how many of the latest ``window`` hours of each measurement are inputs, by name; the key
+            ``"*"`` sets it for the measurements not named (default: all ``window`` hours). For
+            example ``{"*": 3, "PM2.5": 9}``: nine hours of PM2.5, the last three of the others.
         missing: ``interpolate`` missing readings linearly within the month, or ``drop`` the windows
             that touch one. Windows whose target is missing are dropped either way.
         val_fraction: share of each month's windows (the latest) held out for validation.
@@ -55,6 +58,7 @@ class PM25DataModule(L.LightningDataModule):
         features: list[str] | None = None,
         target: str = "PM2.5",
         window: PositiveInt = 9,
+        hours: dict[str, int] | None = None,
         missing: MissingPolicy = "interpolate",
         val_fraction: OpenUnitInterval = 0.2,
         num_folds: int | None = None,
@@ -66,7 +70,6 @@ class PM25DataModule(L.LightningDataModule):
         super().__init__()
         check_fold(num_folds, fold)
         self.save_hyperparameters()
-        self.datasets: dict[str, TensorDataset] = {}
         self.predict_ids: list[str] = []
 
     def _path(self, name: str) -> Path:
@@ -99,6 +102,24 @@ class PM25DataModule(L.LightningDataModule):
     def input_shape(self) -> tuple[int, int]:
         """``(window, features)`` of one sample, for the model."""
         return (self.hparams.window, len(self.feature_names))
+
+    @property
+    def input_hours(self) -> list[int]:
+        """How many of the latest hours of each input feature the model uses (see ``hours``)."""
+        hours = dict(self.hparams.hours or {})
+        window = self.hparams.window
+        default = hours.pop("*", window)
+        unknown = sorted(set(hours) - set(self.feature_names))
+        if unknown:
+            raise ConfigValueError(
+                f"data.hours names {', '.join(map(repr, unknown))}, which are not inputs; the inputs are: "
+                f"{', '.join(self.feature_names)} (use '*' for all the others)."
+            )
+        chosen = [hours.get(name, default) for name in self.feature_names]
+        bad = [value for value in [default, *hours.values()] if not 1 <= value <= window]
+        if bad:
+            raise ConfigValueError(f"data.hours: {bad[0]} is outside 1..window={window}.")
+        return chosen
 
     @cached_property
     def windows(self) -> Windows:
@@ -175,21 +196,6 @@ class PM25DataModule(L.LightningDataModule):
         self.predict_ids = test.keys
         inputs = torch.from_numpy(filled.transpose(0, 2, 1).astype(np.float32))  # (ids, window, features)
         self.datasets["predict"] = TensorDataset(inputs)
-
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")

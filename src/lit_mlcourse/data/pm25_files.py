@@ -83,6 +83,11 @@ def parse_reading(cell: str, name: str, where: str) -> float:
     return value if value >= 0 and math.isfinite(value) else math.nan
 
 
+def parse_row(cells: list[str], name: str, where: str) -> list[float]:
+    """The hourly readings of one row; ``where`` is ``file:line``."""
+    return [parse_reading(cell, name, f"{where}, hour {hour}") for hour, cell in enumerate(cells)]
+
+
 def _parse_date(cell: str, where: str) -> dt.date:
     text = cell.strip().replace("-", "/")
     try:
@@ -121,6 +126,24 @@ def _header_layout(header: list[str], path: Path) -> int:
     return first_hour - 1
 
 
+def _stack(path: Path, blocks: dict[str, dict[str, list[float]]]) -> tuple[list[str], np.ndarray]:
+    """The blocks' readings as one array, measurements in the order of the first block, which every
+    block must have exactly."""
+    keys = list(blocks)
+    names = list(blocks[keys[0]])
+    for key in keys:
+        lacking = sorted(set(names) - set(blocks[key]))
+        extra = sorted(set(blocks[key]) - set(names))
+        if lacking or extra:
+            raise DataFormatError(
+                f"{path}: {key} does not have the same measurements as {keys[0]}"
+                + (f"; missing {', '.join(lacking)}" if lacking else "")
+                + (f"; unexpected {', '.join(extra)}" if extra else "")
+                + "."
+            )
+    return names, np.array([[blocks[key][name] for name in names] for key in keys], dtype=np.float64)
+
+
 def read_train(path: Path, encoding: str = "auto") -> Readings:
     """Read train.csv into one block of 24 hours per day, days in date order."""
     rows = csv.reader(io.StringIO(decode(path, encoding), newline=""))
@@ -148,26 +171,14 @@ def read_train(path: Path, encoding: str = "auto") -> Readings:
                 f"{first_line[day, name]}). Remove the duplicate."
             )
         first_line[day, name] = line
-        values = [parse_reading(cell, name, f"{path}:{line}, hour {hour}") for hour, cell in
-                  enumerate(row[name_column + 1 :])]
+        values = parse_row(row[name_column + 1 :], name, f"{path}:{line}")
         missing += sum(math.isnan(value) for value in values)
         days.setdefault(day, {})[name] = values
     if not days:
         raise DataFormatError(f"{path}: no data rows after the header.")
-    ordered = sorted(days)
-    names = list(days[ordered[0]])
-    for day in ordered:
-        if set(days[day]) != set(names):
-            lacking = sorted(set(names) - set(days[day]))
-            extra = sorted(set(days[day]) - set(names))
-            raise DataFormatError(
-                f"{path}: {day} does not have the same measurements as {ordered[0]}"
-                + (f"; missing {', '.join(lacking)}" if lacking else "")
-                + (f"; unexpected {', '.join(extra)}" if extra else "")
-                + "."
-            )
-    values = np.array([[days[day][name] for name in names] for day in ordered], dtype=np.float64)
-    return Readings(names, [day.isoformat() for day in ordered], values, missing)
+    blocks = {day.isoformat(): days[day] for day in sorted(days)}
+    names, values = _stack(path, blocks)
+    return Readings(names, list(blocks), values, missing)
 
 
 def read_test(path: Path, encoding: str = "auto") -> Readings:
@@ -192,16 +203,10 @@ def read_test(path: Path, encoding: str = "auto") -> Readings:
         block = blocks.setdefault(key, {})
         if name in block:
             raise DataFormatError(f"{path}:{line}: a second row for {name} in {key}. Remove the duplicate.")
-        values = [parse_reading(cell, name, f"{path}:{line}, hour {hour}") for hour, cell in enumerate(row[2:])]
+        values = parse_row(row[2:], name, f"{path}:{line}")
         missing += sum(math.isnan(value) for value in values)
         block[name] = values
     if not blocks:
         raise DataFormatError(f"{path}: the file has no rows.")
-    keys = list(blocks)
-    names = list(blocks[keys[0]])
-    for key in keys:
-        if set(blocks[key]) != set(names):
-            lacking = sorted(set(names) - set(blocks[key]))
-            raise DataFormatError(f"{path}: {key} lacks measurement(s) {', '.join(lacking)} that {keys[0]} has.")
-    values = np.array([[blocks[key][name] for name in names] for key in keys], dtype=np.float64)
-    return Readings(names, keys, values, missing)
+    names, values = _stack(path, blocks)
+    return Readings(names, list(blocks), values, missing)

@@ -3,6 +3,7 @@
 from typing import Any, ClassVar
 
 import lightning as L
+import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
@@ -13,7 +14,9 @@ class TaskModule(L.LightningModule):
     """Base of the task models.
 
     Subclasses set ``monitor`` (the logged metric that picks the best checkpoint) and
-    ``monitor_mode`` (``min`` or ``max``); the CLI reads them to configure checkpointing.
+    ``monitor_mode`` (``min`` or ``max``); the CLI reads them to configure checkpointing. They keep one
+    torchmetrics collection per stage (``train_metrics``, ``val_metrics``, ``test_metrics``), update it
+    in each step and leave the logging to the epoch-end hooks here.
     """
 
     monitor: ClassVar[str]
@@ -23,6 +26,36 @@ class TaskModule(L.LightningModule):
         super().__init__()
         self.make_optimizer = optimizer
         self.make_lr_scheduler = lr_scheduler
+
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        """Loss of ``batch``; updates the stage's metrics and logs ``{stage}/loss``."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_fit_start(self) -> None:
+        # A validate or test run before fit leaves metric states created under inference mode, which
+        # fit's loops cannot update in place: start from fresh states.
+        for metrics in (self.train_metrics, self.val_metrics, self.test_metrics):
+            metrics.reset()
+
+    # The collections are logged as objects once per epoch (Lightning computes, syncs across processes
+    # and resets them): logging them at every step costs more than the step itself for small models.
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.make_optimizer(self.parameters())

@@ -64,19 +64,9 @@ class ImageClassifier(TaskModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
         metrics = getattr(self, f"{stage}_metrics")
-        metrics(logits.detach(), y)
+        metrics.update(logits.detach(), y)  # the epoch value is logged, no per-batch value needed
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -26,6 +26,8 @@ class Regressor(TaskModule):
 
     Args:
         input_shape: ``(window, features)`` of one sample (linked from the DataModule).
+        input_hours: per feature, how many of the latest hours are inputs (linked from the DataModule;
+            ``None``: all of them).
         hidden: hidden layer sizes; ``[]`` is linear regression.
         activation: hidden activation by name.
         dropout: dropout after each hidden activation.
@@ -44,6 +46,7 @@ class Regressor(TaskModule):
     def __init__(
         self,
         input_shape: Sequence[int] = (9, 18),
+        input_hours: Sequence[int] | None = None,
         hidden: Sequence[int] = (),
         activation: ActivationName = "relu",
         dropout: float = 0.0,
@@ -58,7 +61,10 @@ class Regressor(TaskModule):
         super().__init__(optimizer, lr_scheduler)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         window, features = input_shape
-        self.net = MLP(window * features, 1, hidden, activation, dropout, batch_norm, linear_skip)
+        hours = torch.tensor(list(input_hours or [window] * features))
+        # (window, features): True where hour h of feature f is an input (the latest `hours[f]` hours)
+        self.register_buffer("input_mask", torch.arange(window)[:, None] >= window - hours[None, :], persistent=False)
+        self.net = MLP(int(self.input_mask.sum()), 1, hidden, activation, dropout, batch_norm, linear_skip)
         self.loss_fn = _LOSSES[loss](delta=huber_delta) if loss == "huber" else _LOSSES[loss]()
         stats = standardization or {}
         self.register_buffer("input_mean", torch.tensor(stats.get("mean", [0.0] * features)))
@@ -79,7 +85,7 @@ class Regressor(TaskModule):
     def standardized(self, x: torch.Tensor) -> torch.Tensor:
         """Prediction on the standardized target scale; ``x`` is ``(B, window, features)`` in raw units."""
         x = (x - self.input_mean) / self.input_std
-        return self.net(x.flatten(1)).squeeze(1)
+        return self.net(x[:, self.input_mask]).squeeze(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, window, features) -> (B,) in target units
         return self.standardized(x) * self.target_std + self.target_mean
@@ -89,20 +95,11 @@ class Regressor(TaskModule):
         z = self.standardized(x)
         loss = self.loss_fn(z, (y - self.target_mean) / self.target_std)
         metrics = getattr(self, f"{stage}_metrics")
-        metrics(z.detach() * self.target_std + self.target_mean, y)
+        # update() rather than forward(): no per-batch value is needed, only the epoch value
+        metrics.update(z.detach() * self.target_std + self.target_mean, y)
         # Epoch means for every stage, so that train and val curves are comparable point by point.
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
-        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
