@@ -88,6 +88,7 @@ class LitCLI(LightningCLI):
         kwargs.setdefault("allow_abbrev", False)
         program = Path(sys.argv[0]).name
         kwargs.setdefault("prog", program if program.startswith("lit") else "lit")
+        kwargs.setdefault("description", "Train, evaluate and cross-validate the course's tasks from YAML configs.")
         return super().init_parser(**kwargs)
 
     @staticmethod

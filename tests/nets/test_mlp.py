@@ -18,7 +18,7 @@ def test_no_hidden_layer_is_linear_regression():
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_shapes_finite_and_every_parameter_learns(activation, batch_norm):
     torch.manual_seed(0)
-    net = MLP(12, 3, hidden=[16, 8], activation=activation, dropout=0.2, batch_norm=batch_norm, linear_skip=True)
+    net = MLP(12, 3, hidden=[16, 8], activation=activation, dropout=0.2, batch_norm=batch_norm)
     out = net(torch.randn(7, 12))
     assert out.shape == (7, 3)
     assert torch.isfinite(out).all()
@@ -34,10 +34,18 @@ def test_layers_follow_the_arguments():
     assert net.body[0].bias is None  # batch norm supplies the shift
 
 
-def test_linear_skip_adds_a_linear_path():
+def test_linear_skip_starts_as_the_linear_model_then_trains_everything():
     torch.manual_seed(0)
     net = MLP(6, 1, hidden=[4], linear_skip=True)
-    x = torch.randn(3, 6)
+    x = torch.randn(32, 6)
+    torch.testing.assert_close(net(x), x @ net.skip.weight.T)  # the hidden path starts at zero
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(2):  # the first step moves the output layer; then every parameter has a gradient
+        optimizer.zero_grad()
+        (net(x) - x.sum(dim=1, keepdim=True) ** 2).pow(2).mean().backward()
+        optimizer.step()
+    for name, parameter in net.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
     torch.testing.assert_close(net(x), net.body(x) + x @ net.skip.weight.T)
 
 

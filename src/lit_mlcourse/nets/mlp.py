@@ -19,7 +19,9 @@ class MLP(nn.Module):
         dropout: dropout probability after each hidden activation.
         batch_norm: batch normalization before each hidden activation.
         linear_skip: add a linear map from the input straight to the output ("wide and deep"), so
-            the hidden layers only have to learn what a linear model misses.
+            the hidden layers only have to learn what a linear model misses. Their output layer then
+            starts at zero: training begins from the linear model (as zero-initialised residual
+            branches do in Goyal et al., 2017, "Accurate, Large Minibatch SGD").
     """
 
     def __init__(
@@ -46,6 +48,9 @@ class MLP(nn.Module):
         layers.append(nn.Linear(width, out_features))
         self.body = nn.Sequential(*layers)
         self.skip = nn.Linear(in_features, out_features, bias=False) if linear_skip and hidden else None
+        if self.skip is not None:
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_features) -> (B, out_features)
         out = self.body(x)
