@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, ROOT, run_lit
+from conftest import CONFIGS, run_lit
 
 from lit_mlcourse.config_saving import CHECKPOINT_KEY
 
@@ -67,14 +67,17 @@ def test_learning_rate_is_logged_per_optimizer_step(quickstart_run):
     assert lrs[warmup:] == sorted(lrs[warmup:], reverse=True)  # cosine decay, step by step
 
 
-def test_rerun_in_the_same_folder_keeps_the_config(quickstart_run):
+def test_rerunning_a_saved_config_starts_a_new_run(quickstart_run):
     out, _ = quickstart_run
-    run = out / "quickstart" / "version_0"
-    before = (run / "config.yaml").read_text()
-    run_lit("fit", "--config", str(run / "config.yaml"), "--trainer.max_epochs", "1", cwd=out)
-    assert (run / "config.yaml").read_text().replace("max_epochs: 1", "max_epochs: 3") == before
-    assert (run / "config-1.yaml").is_file()  # the changed config saved beside, never a crash
-    assert not (out / "quickstart" / "version_1").exists()
+    first = out / "quickstart" / "version_0"
+    metrics_before = (first / "metrics.csv").read_text()
+    assert "{version}" in (first / "config.yaml").read_text()  # the placeholders are kept
+    run_lit("fit", "--config", str(first / "config.yaml"), "--trainer.max_epochs", "1", cwd=out)
+    second = out / "quickstart" / "version_1"
+    assert yaml.safe_load((second / "config.yaml").read_text())["trainer"]["max_epochs"] == 1
+    assert json.loads((second / "summary.json").read_text())["run_dir"] == str(second)
+    assert (first / "metrics.csv").read_text() == metrics_before  # the first run is untouched
+    assert sorted(p.name for p in (first / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
 def test_validate_and_test_a_checkpoint(quickstart_run, tmp_path):
@@ -93,6 +96,16 @@ def test_validate_and_test_a_checkpoint(quickstart_run, tmp_path):
         )
         summary = json.loads(next((tmp_path / stage).rglob("summary.json")).read_text())
         assert summary["best_model_path"] == str(best) and summary["metrics"][key] > 0.5
+
+
+def test_predict_without_a_writer_saves_predictions_csv(quickstart_run, tmp_path):
+    out, _ = quickstart_run
+    best = out / "quickstart" / "version_0" / "checkpoints" / "best.ckpt"
+    run_lit("predict", "--config", str(CONFIGS / "quickstart.yaml"), "--ckpt_path", str(best),
+            "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    lines = (tmp_path / "quickstart" / "version_0" / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "id,value" and len(lines) == 1 + 360  # one predicted class per test image
+    assert {line.split(",")[1] for line in lines[1:]} <= {str(digit) for digit in range(10)}
 
 
 def test_pm25_fit_then_predict_writes_the_submission(tmp_path, pm25_dir):
@@ -159,22 +172,19 @@ def test_cv_writes_per_fold_scores_and_their_mean(tmp_path, pm25_dir):
     assert f"val/rmse {report['mean']:.4f} +- {report['std']:.4f} over 3 folds" in result.stdout
 
 
-@pytest.mark.parametrize("command", [["lit"], ["lit-mlcourse"], [sys.executable, "-m", "lit_mlcourse"]])
+@pytest.mark.parametrize("command", [["lit"], ["lit-mlcourse"], ["python", "-m", "lit_mlcourse"]])
 def test_entry_points_list_the_subcommands(command):
     import subprocess
+    from pathlib import Path
 
     from conftest import lit_env
 
-    executable = [str(ROOT / ".venv" / "bin" / command[0])] if command[0].startswith("lit") else command
-    path = executable[0]
-    if command[0].startswith("lit"):
-        from pathlib import Path
-
-        path = str(Path(sys.executable).parent / command[0])
-    result = subprocess.run([path, *command[1:], "--help"], env=lit_env(), capture_output=True, text=True, timeout=120)
+    executable = [str(Path(sys.executable).parent / command[0]), *command[1:]]
+    result = subprocess.run([*executable, "--help"], env=lit_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    listed = result.stdout.split("Available subcommands:", 1)[1]
     for subcommand in ("fit", "validate", "test", "predict", "cv"):
-        assert subcommand in result.stdout
+        assert f"\n    {subcommand} " in listed
 
 
 def test_print_config_shows_the_resolved_model(tmp_path):

@@ -129,3 +129,37 @@ def test_nr_outside_rainfall(tmp_path, capsys):
 def test_model_and_data_of_different_tasks(tmp_path, capsys):
     err = lit_error(capsys, *quickstart(tmp_path, "--model", "Regressor"))
     assert "Regressor needs input_shape, input_hours, standardization from the data, but DigitsDataModule" in err
+
+
+def test_test_subcommand_without_a_test_set(tmp_path, capsys, pm25_dir):
+    args = pm25(tmp_path, pm25_dir)
+    args[0] = "test"
+    args = [arg for arg in args if arg not in ("--trainer.max_epochs", "1")]
+    err = lit_error(capsys, *args)
+    assert "PM25DataModule has no labelled test set: use `lit validate`" in err
+
+
+def test_a_misspelt_datamodule_class(tmp_path, capsys):
+    err = lit_error(capsys, *quickstart(tmp_path, "--data", "DigitDataModule"))
+    assert "data: DigitDataModule is not a known class" in err and "did you mean 'DigitsDataModule'?" in err
+
+
+def test_conflicting_schedule_arguments_fail_before_any_run_folder(tmp_path, capsys):
+    # the quick start sets warmup_fraction; warmup_steps on top of it is a contradiction
+    err = lit_error(capsys, *quickstart(tmp_path, "--lr_scheduler.warmup_steps", "50"))
+    assert "WarmupDecay: give warmup_steps or warmup_fraction, not both" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_custom_monitor_without_a_direction(tmp_path, capsys):
+    err = lit_error(capsys, *quickstart(tmp_path, "--checkpoint.monitor", "val/wobble"))
+    assert "checkpoint.monitor='val/wobble': say whether higher or lower is better" in err
+
+
+def test_checkpoint_from_other_inputs_is_refused_with_both_shapes(tmp_path, capsys, pm25_dir):
+    main(pm25(tmp_path, pm25_dir, "--trainer.limit_train_batches", "2"))
+    best = next((tmp_path / "runs").rglob("best.ckpt"))
+    args = pm25(tmp_path, pm25_dir, "--data.features", "null", "--data.hours", "null", "--ckpt_path", str(best))
+    args[0] = "predict"
+    err = lit_error(capsys, *[arg for arg in args if arg not in ("--trainer.max_epochs", "1")])
+    assert f"{best} was trained with input_shape=[9, 10], but the data now gives input_shape=[9, 18]" in err

@@ -3,7 +3,6 @@
 import pytest
 import torch
 from conftest import CONFIGS
-from pm25_fixtures import write_train
 
 from lit_mlcourse.cli import LitCLI
 
@@ -40,17 +39,20 @@ def test_course_optimizer_from_the_config_trains(name, args, expected, tmp_path,
     assert cli.trainer.lr_scheduler_configs[0].scheduler.last_epoch == cli.trainer.global_step
 
 
-def test_any_torch_optimizer_works_from_yaml(tmp_path):
-    write_train(tmp_path / "data")
+def test_any_torch_optimizer_works_from_yaml(tmp_path, pm25_dir):
     config = tmp_path / "opt.yaml"
     config.write_text(
         "model:\n  init_args:\n    optimizer:\n      class_path: torch.optim.NAdam\n"
-        "      init_args: {lr: 0.004, momentum_decay: 0.003}\n"
+        "      init_args: {lr: 0.01, momentum_decay: 0.003}\n"
     )
     cli = LitCLI(
         args=["--config", str(CONFIGS / "pm25_linear.yaml"), "--config", str(config),
-              "--data.data_dir", str(tmp_path / "data"), "--trainer.default_root_dir", str(tmp_path)],
+              "--data.data_dir", str(pm25_dir), "--trainer.default_root_dir", str(tmp_path),
+              "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"],
         run=False,
     )  # fmt: skip
-    optimizer = cli.model.make_optimizer(cli.model.parameters())
+    before = cli.trainer.validate(cli.model, cli.datamodule, verbose=False)[0]["val/rmse"]
+    cli.trainer.fit(cli.model, cli.datamodule)
+    optimizer = cli.trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.NAdam) and optimizer.defaults["momentum_decay"] == 0.003
+    assert float(cli.trainer.callback_metrics["val/rmse"]) < 0.8 * before

@@ -14,17 +14,25 @@ from typing import Any, ClassVar
 import lightning as L
 from jsonargparse import Namespace
 from jsonargparse.typing import PositiveInt
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import (
+    BasePredictionWriter,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    ProgressBar,
+    RichProgressBar,
+)
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short names: --data PM25DataModule)
 from lit_mlcourse.callbacks.progress import LineProgressBar
-from lit_mlcourse.config_checks import check_values, explain_parse_error, import_class
+from lit_mlcourse.callbacks.submission import SubmissionWriter
+from lit_mlcourse.config_checks import check_values, choose_checkpoint_monitor, explain_parse_error, import_class
 from lit_mlcourse.config_saving import SaveRunConfig
 from lit_mlcourse.cross_validation import run_cross_validation
 from lit_mlcourse.errors import ConfigValueError, UserInputError
 from lit_mlcourse.models.base import TaskModule
-from lit_mlcourse.runs import as_plain, resolve_run
+from lit_mlcourse.runs import as_plain, choose_run_folder, fill_run_folder
 from lit_mlcourse.summary import print_summary, run_summary, write_json
 
 # What a DataModule knows and a model needs, linked by name: a user never types these twice.
@@ -58,8 +66,7 @@ class LitCLI(LightningCLI):
     def __init__(self, args: ArgsType = None, run: bool = True, **kwargs: Any) -> None:
         trainer_defaults = {
             "default_root_dir": "runs",
-            "max_epochs": 10,
-            # Both loggers write into one run folder; runs.resolve_run fills in the placeholders.
+            # Both loggers write into one run folder; runs.fill_run_folder fills in the placeholders.
             "logger": [
                 {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": RUN_FOLDER},
                 {
@@ -132,6 +139,7 @@ class LitCLI(LightningCLI):
                 "checkpoint.filename": "best",
                 "checkpoint.save_last": True,
                 "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.mode": None,  # from the task, or inferred from checkpoint.monitor
             }
         )
         for fact in DATA_FACTS:
@@ -155,28 +163,32 @@ class LitCLI(LightningCLI):
         config = self.run_config
         try:
             check_values(config, LitArgumentParser.current_args)
+            self.run_dir = choose_run_folder(config)
+            choose_checkpoint_monitor(config.checkpoint, import_class(config.model.class_path))
         except ConfigValueError as error:
             self.parser.error(str(error))
-        self.run_dir = resolve_run(config)
-        if config.checkpoint.monitor is None:
-            model_class = import_class(config.model.class_path)
-            config.checkpoint.monitor = getattr(model_class, "monitor", None)
-            config.checkpoint.mode = getattr(model_class, "monitor_mode", "min")
 
     def instantiate_classes(self) -> None:
         if self.subcommand == "cv":
             return  # every fold instantiates its own model, data and trainer
-        super().instantiate_classes()
-        self._check_data_facts()
+        self.instantiate_run(self.run_config, self.run_dir)
 
-    def instantiate_fold(self, config: Namespace) -> L.Trainer:
-        """Model, data and trainer from ``config``, a variant of the running subcommand's config."""
-        self.config[self.subcommand] = config
-        self.__dict__.pop("config_dump", None)  # the hparams saved in checkpoints come from this dump
-        self.config_init = self.parser.instantiate_classes(self.config)
+    def instantiate_run(self, config: Namespace, run_dir: Path) -> L.Trainer:
+        """Model, data and trainer from ``config`` (the running subcommand's config, or a variant of it
+        such as one fold's), writing into ``run_dir``."""
+        if self.subcommand:
+            self.config[self.subcommand] = config  # what config.yaml and the checkpoints' hparams record
+        self.__dict__.pop("config_dump", None)
+        resolved = self.config.clone()
+        fill_run_folder(resolved[self.subcommand] if self.subcommand else resolved, run_dir)
+        self.config_init = self.parser.instantiate_classes(resolved)
         self.datamodule = self._get(self.config_init, "data")
         self.model = self._get(self.config_init, "model")
         self._check_data_facts()
+        # Build the optimizer and schedule once now: a bad argument fails before any run folder exists.
+        optimizer = self.model.make_optimizer(self.model.parameters())
+        if self.model.make_lr_scheduler is not None:
+            self.model.make_lr_scheduler(optimizer)
         self.trainer = self.instantiate_trainer()
         return self.trainer
 
@@ -193,20 +205,60 @@ class LitCLI(LightningCLI):
             )
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        config = self._get(self.config_init, "trainer", default={})
-        callbacks = list(config.get("callbacks") or [])
-        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        if config.get("enable_checkpointing") is False:
+            extra = [callback for callback in extra if not isinstance(callback, ModelCheckpoint)]
+        given = [*(config.get("callbacks") or []), *extra]
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in given):
             # Rich in a terminal; one plain line per epoch in log files (CI, SLURM), where a
             # redrawing bar only leaves carriage-return noise.
-            callbacks.append(RichProgressBar() if sys.stdout.isatty() else LineProgressBar())
-        has_logger = config.get("logger") not in (None, False, [])
-        if has_logger and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
-            callbacks.append(LearningRateMonitor(logging_interval="step"))
-        return super().instantiate_trainer(**{**kwargs, "callbacks": callbacks})
+            extra.append(RichProgressBar() if sys.stdout.isatty() else LineProgressBar())
+        if config.get("logger") not in (None, False, []) and not any(isinstance(c, LearningRateMonitor) for c in given):
+            extra.append(LearningRateMonitor(logging_interval="step"))
+        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in given):
+            extra.append(SubmissionWriter("predictions.csv"))  # predictions are never computed for nothing
+        return self._instantiate_trainer(config, extra)
+
+    def before_fit(self) -> None:
+        self._check_checkpoint_matches_data()
+
+    def before_validate(self) -> None:
+        self._check_checkpoint_matches_data()
+
+    def before_test(self) -> None:
+        if not _has_test_set(self.datamodule):
+            raise ConfigValueError(
+                f"{type(self.datamodule).__name__} has no labelled test set: use `lit validate` to evaluate a "
+                "checkpoint on the validation data, or `lit predict` for predictions."
+            )
+        self._check_checkpoint_matches_data()
+
+    def before_predict(self) -> None:
+        self._check_checkpoint_matches_data()
+
+    def _check_checkpoint_matches_data(self) -> None:
+        """A checkpoint trained on other inputs (another feature set, window, class count) is refused
+        with both values named, instead of a tensor size mismatch deep in load_state_dict."""
+        path = self.run_config.get("ckpt_path")
+        if not path or not Path(path).is_file():
+            return
+        import torch
+
+        stored = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+        for fact in DATA_FACTS:
+            if fact == "standardization" or fact not in stored or fact not in self.model.hparams:
+                continue
+            if as_plain(stored[fact]) != as_plain(self.model.hparams[fact]):
+                raise ConfigValueError(
+                    f"{path} was trained with {fact}={as_plain(stored[fact])}, but the data now gives "
+                    f"{fact}={as_plain(self.model.hparams[fact])}: use the config the checkpoint was trained "
+                    "with (config.yaml in its run folder)."
+                )
 
     def after_fit(self) -> None:
         metrics = dict(self.trainer.callback_metrics)
-        if self.run_config.test_after_fit and _has_test_set(self.datamodule):
+        if self.run_config.test_after_fit and not self.trainer.interrupted and _has_test_set(self.datamodule):
             best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
             tested = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
             for results in tested:
@@ -259,8 +311,6 @@ def _all_keys(parser: Any) -> list[str]:
 
 
 def _has_test_set(datamodule: L.LightningDataModule | None) -> bool:
-    from lightning.pytorch.utilities.model_helpers import is_overridden
-
     return datamodule is not None and is_overridden("test_dataloader", datamodule, L.LightningDataModule)
 
 
@@ -271,10 +321,13 @@ class _HideTips(logging.Filter):
         return "💡 Tip" not in record.getMessage()
 
 
+_HIDE_TIPS = _HideTips()
+
+
 def main(args: ArgsType = None) -> None:
     """Entry point of ``lit`` and ``lit-mlcourse``. Bad input ends with its message and exit status 2
     (set LIT_MLCOURSE_DEBUG=1 for the traceback)."""
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_HideTips())
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_HIDE_TIPS)  # a no-op when already added
     # Raised inside Lightning under torch >= 2.10; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:

@@ -139,10 +139,27 @@ def _bad_value(message: str) -> tuple[str, str, list[str]] | None:
         except ImportError:
             candidates = []
         return ".".join(chain), reason, [*candidates, f"__value__{module}.{name}"]
+    pattern = r"Expected a path but (\S+) either not"
+    unknown_class = next((m for line in details if (m := re.search(pattern, line))), None)
+    if unknown_class:
+        name = unknown_class.group(1)
+        return ".".join(chain), f"{name} is not a known class", [*_known_classes(), f"__value__{name}"]
     if expected and given is not None:
         return ".".join(chain), f"expected {' or '.join(expected)}, got {given!r}", []
     reason = next((line for line in details if not line.startswith(("Given value", "Expected a <class"))), None)
     return (".".join(chain), reason, []) if reason else None
+
+
+def _known_classes() -> list[str]:
+    """Short and full names of the classes a config can name here: this package's and torch.optim's."""
+    import torch
+
+    names = []
+    for module_name in ("data", "models", "nets", "callbacks"):
+        module = importlib.import_module(f"lit_mlcourse.{module_name}")
+        names += [*module.__all__, *(f"lit_mlcourse.{module_name}.{name}" for name in module.__all__)]
+    names += [name for name in dir(torch.optim) if name[:1].isupper()]
+    return names
 
 
 def explain_parse_error(message: str, argv: list[str], valid_keys: list[str] | None = None) -> str:
@@ -191,3 +208,33 @@ def check_values(config: Namespace, argv: list[str]) -> None:
                 + (f" (set {'on' if place == 'the command line' else 'in'} {place})" if place else "")
                 + ": the learning rate must be a finite number > 0 (typically 1e-4 to 1)."
             )
+
+
+# Names of metrics that are better when higher / lower (the part after the stage prefix, `val/acc`).
+_HIGHER_IS_BETTER = ("acc", "accuracy", "f1", "r2", "auroc", "auc", "precision", "recall", "iou", "map", "score")
+_LOWER_IS_BETTER = ("loss", "rmse", "mse", "mae", "error", "nll", "fid", "perplexity")
+
+
+def choose_checkpoint_monitor(checkpoint: Namespace, model_class: type) -> None:
+    """Fill ``checkpoint.monitor`` and ``checkpoint.mode``: the task's own metric and direction when
+    the user set neither; for a metric the user chose, the direction its name implies."""
+    if checkpoint.monitor is None:
+        checkpoint.monitor = getattr(model_class, "monitor", None)
+        if checkpoint.mode is None:
+            checkpoint.mode = getattr(model_class, "monitor_mode", "min")
+        return
+    if checkpoint.mode is not None:
+        return
+    if checkpoint.monitor == getattr(model_class, "monitor", None):
+        checkpoint.mode = model_class.monitor_mode
+        return
+    name = checkpoint.monitor.rsplit("/", 1)[-1].lower()
+    if name.startswith(_HIGHER_IS_BETTER) or name.endswith(_HIGHER_IS_BETTER):
+        checkpoint.mode = "max"
+    elif name.startswith(_LOWER_IS_BETTER) or name.endswith(_LOWER_IS_BETTER):
+        checkpoint.mode = "min"
+    else:
+        raise ConfigValueError(
+            f"checkpoint.monitor={checkpoint.monitor!r}: say whether higher or lower is better with "
+            "--checkpoint.mode max or --checkpoint.mode min."
+        )

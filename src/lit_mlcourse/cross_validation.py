@@ -10,7 +10,6 @@ import numpy as np
 from lightning.pytorch import seed_everything
 
 from lit_mlcourse.config_checks import import_class
-from lit_mlcourse.runs import loggers_of
 from lit_mlcourse.summary import as_float, run_summary, write_json
 
 if TYPE_CHECKING:
@@ -39,12 +38,10 @@ def run_cross_validation(cli: LitCLI, folds: int) -> dict[str, Any]:
         config = base.clone()
         config.data.init_args.num_folds = int(folds)  # a plain int: PositiveInt does not dump to YAML
         config.data.init_args.fold = fold
-        for logger in loggers_of(config):
-            if logger.init_args.get("version") == Path(cli.run_dir).name:
-                logger.init_args.version = f"{logger.init_args.version}/fold_{fold}"
         seed_everything(base.seed_everything, workers=True)  # the same initial weights for every fold
-        trainer = cli.instantiate_fold(config)
+        trainer = cli.instantiate_run(config, Path(cli.run_dir) / f"fold_{fold}")
         trainer.fit(cli.model, cli.datamodule)
+        _finish_wandb_run(trainer)
         summary = run_summary(trainer, dict(trainer.callback_metrics))
         if trainer.is_global_zero:
             write_json(Path(summary["run_dir"]) / "summary.json", summary)
@@ -55,6 +52,13 @@ def run_cross_validation(cli: LitCLI, folds: int) -> dict[str, Any]:
             flush=True,
         )
     return _report(cli, base, results)
+
+
+def _finish_wandb_run(trainer) -> None:
+    """One wandb run per fold: wandb otherwise hands the next fold the run still open."""
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
+            logger.experiment.finish()
 
 
 def _report(cli: LitCLI, base: Any, results: list[dict[str, Any]]) -> dict[str, Any]:

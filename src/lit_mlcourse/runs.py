@@ -1,7 +1,8 @@
 """Run folders: ``<trainer.default_root_dir>/<name>/version_<N>``, shared by every logger of a run.
 
-The parsed config is completed here before anything is instantiated, so that the saved
-``config.yaml`` records where the run went and a rerun of it lands in the same place.
+Loggers name their folders with placeholders (``{default_root_dir}``, ``{name}``, ``{version}``,
+``{run_dir}``) that are filled in on a copy of the config when a run starts. The saved ``config.yaml``
+keeps the placeholders, so running it again starts a new version instead of writing over the old one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from jsonargparse import Namespace
 
 # Set by the launching process so that DDP workers started later agree on the version it chose.
 VERSION_ENV = "LIT_MLCOURSE_RUN_VERSION"
-# Placeholders a logger's string arguments may use; the run fills them in before instantiation.
 PLACEHOLDERS = ("{default_root_dir}", "{name}", "{version}", "{run_dir}")
 
 
@@ -46,16 +46,16 @@ def _is_child_rank() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
 
 
-def resolve_run(config: Namespace) -> Path:
-    """Fill in ``name``, the root folder, and the placeholders ``{default_root_dir}``, ``{name}``,
-    ``{version}`` and ``{run_dir}`` in the loggers' string arguments; return the run folder."""
+def choose_run_folder(config: Namespace) -> Path:
+    """Settle ``name`` and ``trainer.default_root_dir`` in ``config`` and pick the run folder: the
+    version a logger names explicitly, else the one the launching process chose (DDP workers), else the
+    next free ``version_<N>``."""
     root = Path(config.trainer.get("default_root_dir") or "runs")
     config.trainer.default_root_dir = str(root)
     config.name = experiment_name(config)
-    loggers = loggers_of(config)
     explicit = [
         logger.init_args.version
-        for logger in loggers
+        for logger in loggers_of(config)
         if logger.init_args.get("version") is not None and "{" not in str(logger.init_args.version)
     ]
     version = explicit[0] if explicit else None
@@ -65,15 +65,29 @@ def resolve_run(config: Namespace) -> Path:
         version = next_version(root / config.name)
     version = f"version_{version}" if isinstance(version, int) else str(version)
     os.environ[VERSION_ENV] = version
-    run_dir = root / config.name / version
-    values = {"default_root_dir": str(root), "name": config.name, "version": version, "run_dir": str(run_dir)}
+    return root / config.name / version
+
+
+def fill_run_folder(config: Namespace, run_dir: Path) -> None:
+    """Fill the placeholders of the loggers' string arguments in ``config`` (a copy of the parsed
+    config) for the run folder ``run_dir``. Without any logger, the run folder becomes the trainer's
+    root, so that checkpoints and files still land in it."""
+    root = Path(config.trainer.default_root_dir)
+    values = {
+        "default_root_dir": str(root),
+        "name": config.name,
+        "version": str(run_dir.relative_to(root / config.name)),
+        "run_dir": str(run_dir),
+    }
+    loggers = loggers_of(config)
     for logger in loggers:
         for key, value in vars(logger.init_args).items():
             if isinstance(value, str) and any(token in value for token in PLACEHOLDERS):
                 setattr(logger.init_args, key, value.format(**values))
         if logger.class_path.rsplit(".", 1)[-1] == "WandbLogger":
             configure_wandb(logger.init_args)
-    return run_dir
+    if not loggers:
+        config.trainer.default_root_dir = str(run_dir)
 
 
 def loggers_of(config: Namespace) -> list[Namespace]:
@@ -89,11 +103,11 @@ def loggers_of(config: Namespace) -> list[Namespace]:
 def configure_wandb(args: Namespace) -> None:
     """wandb stays offline unless the user logged in (an API key in the environment or ~/.netrc) or
     asked for online mode (WANDB_MODE=online)."""
-    if args.get("offline") is False and not _wandb_online_requested():
+    if args.get("offline") is False and not wandb_online_requested():
         args.offline = True
 
 
-def _wandb_online_requested() -> bool:
+def wandb_online_requested() -> bool:
     if os.environ.get("WANDB_MODE", "").lower() == "online" or os.environ.get("WANDB_API_KEY"):
         return True
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))

@@ -166,3 +166,28 @@ def test_bad_hours(tmp_path, hours, message):
     write_train(tmp_path)
     with pytest.raises(ConfigValueError, match=message):
         module(tmp_path, features=["PM2.5", "RH"], hours=hours).input_hours
+
+
+def test_interpolation_never_uses_the_hour_to_predict(tmp_path):
+    days = [dt.date(2014, 1, 1), dt.date(2014, 1, 2)]
+    values = random_readings(2)
+    values[0, PM25, 8] = np.nan  # the last input hour of window 0, whose target is hour 9
+    values[0, PM25, 9] = 1e4
+    write_train(tmp_path, days, values)
+    windows = module(tmp_path).windows
+    assert windows.targets[0] == 1e4
+    assert windows.inputs[0, 8, PM25] == pytest.approx(values[0, PM25, 7])  # the nearest earlier reading
+    # for window 1, hour 9 is a past input: hour 8 lies between two readings
+    assert windows.inputs[1, 7, PM25] == pytest.approx((values[0, PM25, 7] + 1e4) / 2)
+
+
+def test_a_measurement_missing_for_a_whole_window_takes_its_last_earlier_reading(tmp_path):
+    days = [dt.date(2014, 1, 1), dt.date(2014, 1, 2)]
+    values = random_readings(2)
+    values[0, 2, 10:20] = np.nan  # CO missing for 10 hours
+    write_train(tmp_path, days, values)
+    windows = module(tmp_path).windows
+    assert windows.dropped_inputs == 0 and len(windows.targets) == 48 - 9
+    np.testing.assert_allclose(windows.inputs[10, :, 2], values[0, 2, 9])  # hours 10..18: all missing
+    first = module(tmp_path, missing="drop").windows
+    assert first.dropped_inputs == len({s for s in range(39) if s + 9 > 10 and s < 20})

@@ -141,3 +141,12 @@ def test_negative_and_nonfinite_are_missing_not_values():
     assert math.isnan(parse_reading("inf", "PM2.5", "f:1"))
     assert parse_reading(" 12.5 ", "PM2.5", "f:1") == 12.5
     assert parse_reading("NR", "RAINFALL", "f:1") == 0.0
+
+
+def test_utf8_with_byte_order_mark_when_utf8_is_named(tmp_path):
+    path = write_train(tmp_path, course_days(1, 2), random_readings(2), style="utf8", encoding="utf-8-sig")
+    assert path.read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert read_train(path, encoding="utf-8").keys == ["2014-01-01", "2014-01-02"]
+    test_path, _ = write_test(tmp_path)
+    test_path.write_bytes(b"\xef\xbb\xbf" + test_path.read_bytes())
+    assert read_test(test_path, encoding="utf-8").keys[0] == "id_0"

@@ -1,3 +1,5 @@
+import math
+
 import lightning as L
 import pytest
 import torch
@@ -95,3 +97,45 @@ def test_input_hours_keep_only_the_latest_hours_of_each_feature():
     torch.testing.assert_close(model(changed), model(x))
     changed[:, 2, 1] += 100.0  # its third hour is
     assert not torch.allclose(model(changed), model(x))
+
+
+def test_resuming_with_more_epochs_stretches_the_schedule(tmp_path):
+    from functools import partial
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lit_mlcourse.schedules import WarmupDecay
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 2, 3), torch.randn(64)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+
+    def fit(max_epochs: int, ckpt_path=None) -> tuple[Regressor, L.Trainer]:
+        model = Regressor(
+            input_shape=(2, 3),
+            optimizer=partial(torch.optim.SGD, lr=0.1),
+            lr_scheduler=partial(WarmupDecay, warmup_steps=2),
+        )
+        checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+        trainer = L.Trainer(
+            max_epochs=max_epochs, logger=False, callbacks=[checkpoint, recorder], enable_progress_bar=False
+        )
+        trainer.fit(model, loader, ckpt_path=ckpt_path)
+        return model, trainer
+
+    class LearningRates(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, *args):
+            self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    recorder = LearningRates()
+    fit(2)  # 8 steps: the cosine reaches 0 at the end
+    recorder.seen.clear()
+    with pytest.warns(UserWarning, match="changed from 8 to 16 optimizer steps"):
+        _, trainer = fit(4, ckpt_path=tmp_path / "last.ckpt")
+    assert trainer.lr_scheduler_configs[0].scheduler.total_steps == 16
+    # steps 8..15 follow a 16-step cosine instead of staying at the end of the 8-step one (lr 0)
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * (step - 2) / 14)) for step in range(8, 16)]
+    assert recorder.seen == pytest.approx(expected)

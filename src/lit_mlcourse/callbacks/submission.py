@@ -14,7 +14,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 class SubmissionWriter(BasePredictionWriter):
     """Writes one row ``<id>,<prediction>`` per predicted sample under a header ``id,value``.
 
-    The ids come from the DataModule's ``predict_ids`` (for PM2.5: ``id_0`` ... as in test.csv).
+    The ids come from the DataModule's ``predict_ids`` (for PM2.5: ``id_0`` ... as in test.csv), else
+    they count the samples from 0. `lit predict` adds one writing ``predictions.csv`` when the config has
+    no prediction writer.
 
     Args:
         path: output file; a relative path is taken inside the run folder.
@@ -35,10 +37,8 @@ class SubmissionWriter(BasePredictionWriter):
                 "SubmissionWriter writes the predictions of one process: run `lit predict` with "
                 "--trainer.devices 1 (prediction of a few hundred samples needs no more)."
             )
-        ids = getattr(trainer.datamodule, "predict_ids", None)
-        if not ids:
-            raise RuntimeError(f"{type(trainer.datamodule).__name__} has no predict_ids to name the rows with.")
         values = torch.cat([batch.reshape(-1) for batch in predictions]).float().cpu().tolist()
+        ids = getattr(trainer.datamodule, "predict_ids", None) or list(range(len(values)))
         if len(values) != len(ids):
             raise RuntimeError(f"{len(values)} predictions for {len(ids)} ids: the predict set is inconsistent.")
         path = Path(self.path)

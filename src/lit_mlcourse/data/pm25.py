@@ -39,8 +39,9 @@ class PM25DataModule(InMemoryDataModule):
         hours: how many of the latest ``window`` hours of each measurement are inputs, by name; the key
             ``"*"`` sets it for the measurements not named (default: all ``window`` hours). For
             example ``{"*": 3, "PM2.5": 9}``: nine hours of PM2.5, the last three of the others.
-        missing: ``interpolate`` missing readings linearly within the month, or ``drop`` the windows
-            that touch one. Windows whose target is missing are dropped either way.
+        missing: ``interpolate`` a missing input linearly from the other hours of its window (never
+            from the hour predicted), or ``drop`` the windows that touch one. Windows whose target is
+            missing are dropped either way.
         val_fraction: share of each month's windows (the latest) held out for validation.
         num_folds: cross-validation folds (``None``: the chronological hold-out).
         fold: which fold validates.
@@ -151,15 +152,13 @@ class PM25DataModule(InMemoryDataModule):
     @cached_property
     def standardization(self) -> dict[str, Any]:
         """Per-feature mean and std of the training inputs, and those of the training targets."""
-        from sklearn.preprocessing import StandardScaler
-
         train = self.split[0]
-        inputs = self.windows.inputs[train].reshape(-1, len(self.feature_names))
-        features = StandardScaler().fit(inputs)
-        targets = self.windows.targets[train]
+        inputs = self.windows.inputs[train].reshape(-1, len(self.feature_names)).astype(np.float64)
+        targets = self.windows.targets[train].astype(np.float64)
+        std = inputs.std(axis=0)
         return {
-            "mean": features.mean_.tolist(),
-            "std": features.scale_.tolist(),
+            "mean": inputs.mean(axis=0).tolist(),
+            "std": np.where(std > 0, std, 1.0).tolist(),  # a constant input stays as it is
             "target_mean": float(targets.mean()),
             "target_std": float(targets.std()) or 1.0,
         }

@@ -43,7 +43,9 @@ def decode(path: Path, encoding: str) -> str:
     if not path.is_file():
         raise DataFileNotFoundError(f"{path} does not exist.")
     raw = path.read_bytes()
-    candidates = ["utf-8-sig", "big5"] if encoding == "auto" else [encoding]
+    # utf-8-sig reads UTF-8 with or without the byte-order mark that editors on Windows add.
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    candidates = ["utf-8-sig", "big5"] if encoding == "auto" else ["utf-8-sig" if utf8 else encoding]
     for candidate in candidates:
         try:
             return raw.decode(candidate)

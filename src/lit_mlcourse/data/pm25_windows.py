@@ -45,13 +45,31 @@ def segments(readings: Readings) -> list[np.ndarray]:
 
 
 def interpolate_hours(values: np.ndarray) -> np.ndarray:
-    """Fill NaN along the last axis (hours) linearly from neighbouring readings; the ends take the
-    nearest reading. A series with no reading at all stays NaN."""
-    import pandas as pd
+    """Fill NaN along the last axis (hours) linearly between the readings around them; the ends take
+    the nearest reading. A series with no reading at all stays NaN."""
+    flat = values.reshape(-1, values.shape[-1]).copy()
+    missing = np.isnan(flat)
+    gaps = missing.any(axis=1) & ~missing.all(axis=1)
+    if gaps.any():
+        import pandas as pd
 
-    frame = pd.DataFrame(values.reshape(-1, values.shape[-1]).T)
-    filled = frame.interpolate(method="linear", limit_direction="both", axis=0)
-    return filled.to_numpy().T.reshape(values.shape)
+        filled = pd.DataFrame(flat[gaps].T).interpolate(method="linear", limit_direction="both", axis=0)
+        flat[gaps] = filled.to_numpy().T
+    return flat.reshape(values.shape)
+
+
+def _last_earlier_reading(sample: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+    """``sample`` (features, hours) where a feature with no reading at all holds the feature's last
+    reading in ``earlier`` (the hours before the window), when there is one."""
+    empty = np.isnan(sample).all(axis=1)
+    if not empty.any():
+        return sample
+    sample = sample.copy()
+    for feature in np.flatnonzero(empty):
+        readings = earlier[feature][~np.isnan(earlier[feature])]
+        if len(readings):
+            sample[feature] = readings[-1]
+    return sample
 
 
 def make_windows(
@@ -64,35 +82,39 @@ def make_windows(
     """Every ``window``-hour input inside one segment with the next hour's target.
 
     The target is always the raw reading: windows whose target is missing are dropped under every
-    policy (an interpolated target would score the model against a guess). ``interpolate`` fills
-    missing inputs within the segment; ``drop`` drops the windows that touch one.
+    policy (an interpolated target would score the model against a guess). ``interpolate`` fills a
+    missing input from the other hours of its own window only, never from the hour to predict or
+    later, just as test.csv's windows are filled; a measurement missing for a whole window takes its
+    last reading before the window (the window is dropped when there is none). ``drop`` drops every
+    window that touches a missing input.
     """
     inputs, targets, segment_of = [], [], []
-    candidates = dropped_target = dropped_inputs = 0
+    candidates = dropped_target = 0
     for segment_index, raw in enumerate(segments(readings)):
-        series = interpolate_hours(raw) if missing == "interpolate" else raw
-        hours = raw.shape[1]
-        for start in range(hours - window):
+        for start in range(raw.shape[1] - window):
             candidates += 1
             target = raw[target_index, start + window]
             if np.isnan(target):
                 dropped_target += 1
                 continue
-            sample = series[feature_index, start : start + window].T  # (window, features)
-            if np.isnan(sample).any():
-                dropped_inputs += 1
-                continue
+            sample = raw[feature_index, start : start + window]  # (features, window)
+            if missing == "interpolate":
+                sample = _last_earlier_reading(sample, raw[feature_index, :start])
             inputs.append(sample)
             targets.append(target)
             segment_of.append(segment_index)
     features = len(feature_index)
+    samples = np.asarray(inputs, dtype=np.float64).reshape(-1, features, window)
+    if missing == "interpolate":
+        samples = interpolate_hours(samples)
+    complete = ~np.isnan(samples).any(axis=(1, 2))
     return Windows(
-        np.asarray(inputs, dtype=np.float32).reshape(-1, window, features),
-        np.asarray(targets, dtype=np.float32),
-        np.asarray(segment_of, dtype=np.int64),
+        samples[complete].transpose(0, 2, 1).astype(np.float32),  # (n, window, features)
+        np.asarray(targets, dtype=np.float32)[complete],
+        np.asarray(segment_of, dtype=np.int64)[complete],
         candidates,
         dropped_target,
-        dropped_inputs,
+        int((~complete).sum()),
     )
 
 

@@ -5,6 +5,7 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lit_mlcourse.schedules import WarmupDecay
@@ -39,6 +40,19 @@ class TaskModule(L.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_train_start(self) -> None:
+        # A run resumed with another max_epochs / max_steps restores the schedule's old horizon: a cosine
+        # decay would end early (lr 0 for the extra epochs) or never finish. Recompute it for the new one.
+        total = self.trainer.estimated_stepping_batches
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, WarmupDecay) and scheduler.total_steps != int(total):
+                rank_zero_warn(
+                    f"The training length changed from {scheduler.total_steps} to {int(total)} optimizer steps "
+                    "since the checkpoint: the learning-rate schedule continues over the new length."
+                )
+                scheduler.bind_total_steps(total)
 
     def on_fit_start(self) -> None:
         # A validate or test run before fit leaves metric states created under inference mode, which
