@@ -85,7 +85,7 @@ def test_zero_batch_size(tmp_path, capsys):
 def test_warmup_longer_than_the_training(tmp_path, capsys):
     warmup = tmp_path / "warmup.yaml"
     warmup.write_text(
-        "model:\n  init_args:\n    lr_scheduler:\n      init_args: {warmup_fraction: null, warmup_steps: 500}\n"
+        "model:\n  init_args:\n    lr_scheduler:\n      init_args: {warmup_fraction: 0, warmup_steps: 500}\n"
     )
     err = lit_error(capsys, *quickstart(tmp_path, "--trainer.max_epochs", "1", "--config", str(warmup)))
     assert re.search(
@@ -147,7 +147,7 @@ def test_a_misspelt_datamodule_class(tmp_path, capsys):
 def test_conflicting_schedule_arguments_fail_before_any_run_folder(tmp_path, capsys):
     # the quick start sets warmup_fraction; warmup_steps on top of it is a contradiction
     err = lit_error(capsys, *quickstart(tmp_path, "--lr_scheduler.warmup_steps", "50"))
-    assert "WarmupDecay: give warmup_steps or warmup_fraction, not both" in err
+    assert "WarmupDecay: give warmup_steps (50) or warmup_fraction (0.05), not both; set the other to 0." in err
     assert not (tmp_path / "runs").exists()
 
 

@@ -93,3 +93,11 @@ def test_experiment_name_and_run_folder(tmp_path):
     assert again.run_dir == tmp_path / "mine" / "version_0"
     third = cli("--config", str(CONFIGS / "quickstart.yaml"), tmp_path=tmp_path)
     assert third.run_dir == tmp_path / "quickstart" / "version_1"
+
+
+def test_warmup_in_steps_instead_of_the_configured_fraction(tmp_path):
+    instance = cli("--config", str(CONFIGS / "quickstart.yaml"), "--lr_scheduler.warmup_fraction", "0",
+                   "--lr_scheduler.warmup_steps", "7", tmp_path=tmp_path)  # fmt: skip
+    optimizer = instance.model.make_optimizer(instance.model.parameters())
+    scheduler = instance.model.make_lr_scheduler(optimizer)
+    assert (scheduler.warmup_steps, scheduler.warmup_fraction) == (7, 0.0)

@@ -25,7 +25,8 @@ class WarmupDecay(LRScheduler):
     Args:
         optimizer: the wrapped optimizer.
         warmup_steps: number of warmup optimizer steps.
-        warmup_fraction: warmup length as a fraction of all optimizer steps (instead of ``warmup_steps``).
+        warmup_fraction: warmup length as a fraction of all optimizer steps (instead of ``warmup_steps``;
+            0 leaves the length to ``warmup_steps``).
         decay: shape after warmup; ``constant`` keeps the base learning rate.
         min_lr: learning rate reached at the end (for the group with the largest base lr; other groups
             end at the same fraction of their own base lr).
@@ -36,7 +37,7 @@ class WarmupDecay(LRScheduler):
         self,
         optimizer: Optimizer,
         warmup_steps: int = 0,
-        warmup_fraction: float | None = None,
+        warmup_fraction: float = 0.0,
         decay: Literal["cosine", "linear", "constant"] = "cosine",
         min_lr: float = 0.0,
         total_steps: int | None = None,
@@ -44,10 +45,13 @@ class WarmupDecay(LRScheduler):
     ) -> None:
         if warmup_steps < 0:
             raise ConfigValueError(f"WarmupDecay: warmup_steps={warmup_steps} must be >= 0.")
-        if warmup_fraction is not None and not 0.0 <= warmup_fraction < 1.0:
+        if not 0.0 <= warmup_fraction < 1.0:
             raise ConfigValueError(f"WarmupDecay: warmup_fraction={warmup_fraction} must be in [0, 1).")
-        if warmup_fraction is not None and warmup_steps:
-            raise ConfigValueError("WarmupDecay: give warmup_steps or warmup_fraction, not both.")
+        if warmup_fraction and warmup_steps:
+            raise ConfigValueError(
+                f"WarmupDecay: give warmup_steps ({warmup_steps}) or warmup_fraction ({warmup_fraction}), not both; "
+                "set the other to 0."
+            )
         if min_lr < 0:
             raise ConfigValueError(f"WarmupDecay: min_lr={min_lr} must be >= 0.")
         self.warmup_steps = warmup_steps
@@ -66,7 +70,7 @@ class WarmupDecay(LRScheduler):
                 "WarmupDecay needs a finite number of optimizer steps: set trainer.max_epochs or trainer.max_steps."
             )
         total_steps = int(total_steps)
-        if self.warmup_fraction is not None:
+        if self.warmup_fraction:
             self.warmup_steps = round(self.warmup_fraction * total_steps)
         if total_steps < 1 or self.warmup_steps >= total_steps:
             raise ConfigValueError(

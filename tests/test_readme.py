@@ -1,0 +1,43 @@
+"""The README's `lit fit` commands parse and instantiate as written (run=False: nothing trains), and
+its install and test commands are where .ci/run looks for them."""
+
+import shlex
+
+import pytest
+from conftest import ROOT
+
+from lit_mlcourse.cli import LitCLI
+
+README = (ROOT / "README.md").read_text()
+
+
+def fit_commands() -> list[str]:
+    commands = []
+    for line in README.splitlines():
+        line = line.split("  #", 1)[0].strip()
+        if line.startswith("lit fit ") and "--config" in line and "--print_config" not in line:
+            commands.append(" ".join(line.split()))
+    return commands
+
+
+def test_the_readme_shows_fit_commands():
+    assert len(fit_commands()) >= 7
+
+
+@pytest.mark.parametrize("command", fit_commands())
+def test_readme_fit_command_instantiates(command, tmp_path, pm25_dir, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = shlex.split(command)[2:]  # after `lit fit`
+    if "pm25" in command and "--data.data_dir" not in args:
+        args += ["--data.data_dir", str(pm25_dir)]
+    args = [str(pm25_dir) if arg == "data/pm25" else arg for arg in args]
+    cli = LitCLI(args=[*args, "--trainer.default_root_dir", str(tmp_path)], run=False)
+    assert cli.model is not None and cli.trainer is not None
+
+
+def test_ci_blocks_hold_one_command_each():
+    for marker in ("<!-- ci:install -->", "<!-- ci:test -->"):
+        block = README.split(marker, 1)[1].split("```", 2)[1]
+        commands = [line for line in block.splitlines()[1:] if line.strip()]
+        assert len(commands) == 1, (marker, commands)
