@@ -163,3 +163,9 @@ def test_checkpoint_from_other_inputs_is_refused_with_both_shapes(tmp_path, caps
     args[0] = "predict"
     err = lit_error(capsys, *[arg for arg in args if arg not in ("--trainer.max_epochs", "1")])
     assert f"{best} was trained with input_shape=[9, 10], but the data now gives input_shape=[9, 18]" in err
+
+
+def test_a_bad_value_found_while_building_the_model(tmp_path, capsys):
+    err = lit_error(capsys, *quickstart(tmp_path, "--model.label_smoothing", "1.5"))
+    assert err.startswith("lit: error: model.label_smoothing=1.5 must be in [0, 1).")
+    assert "Union subtypes" not in err

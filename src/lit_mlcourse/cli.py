@@ -332,11 +332,24 @@ def main(args: ArgsType = None) -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         LitCLI(args=args)
-    except UserInputError as error:
-        if os.environ.get("LIT_MLCOURSE_DEBUG"):
+    except Exception as error:
+        cause = _user_input_error(error)
+        if cause is None or os.environ.get("LIT_MLCOURSE_DEBUG"):
             raise
-        sys.stderr.write(f"lit: error: {error}\n")
+        sys.stderr.write(f"lit: error: {cause}\n")
         sys.exit(2)
+
+
+def _user_input_error(error: BaseException | None) -> UserInputError | None:
+    """The UserInputError behind ``error``: jsonargparse wraps errors raised while it instantiates a
+    class (a DataModule reading its files, say) in its own ValueError."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserInputError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import torchmetrics
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from lit_mlcourse.errors import ConfigValueError
 from lit_mlcourse.models.base import TaskModule
 
 # Builds the network for (num_classes, in_channels); in a config, the class_path of a network whose
@@ -42,7 +43,7 @@ class ImageClassifier(TaskModule):
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 1).")
+            raise ConfigValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1).")
         # `net` stays: under the CLI it is saved as its config, so load_from_checkpoint rebuilds it.
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.net = net(num_classes, image_shape[0])
