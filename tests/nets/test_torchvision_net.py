@@ -1,0 +1,86 @@
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from lit_mlcourse.downloads import OfflineError
+from lit_mlcourse.errors import ConfigValueError
+from lit_mlcourse.nets import TorchvisionNet
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """No download can happen, and the torch hub cache is an empty temporary folder."""
+    monkeypatch.setenv("LIT_MLCOURSE_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    return tmp_path / "hub" / "checkpoints"
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 8, 8), (3, 64, 64)])
+def test_shapes_finite_and_every_parameter_learns(name, shape):
+    torch.manual_seed(0)
+    net = TorchvisionNet(num_classes=10, in_channels=shape[0], name=name)
+    x = torch.randn(2, *shape)
+    logits = net(x)
+    assert logits.shape == (2, 10)
+    assert torch.isfinite(logits).all()
+    logits.logsumexp(dim=1).sum().backward()
+    for parameter_name, parameter in net.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, parameter_name
+    net.eval()  # BatchNorm on running statistics and no dropout: forward is exactly head(features(x))
+    assert net.features(x).shape == (2, net.out_features)
+    torch.testing.assert_close(net.head(net.features(x)), net(x))
+
+
+def test_classifier_becomes_head_and_identity():
+    resnet = TorchvisionNet(num_classes=7)
+    assert isinstance(resnet.head, nn.Linear) and (resnet.head.in_features, resnet.head.out_features) == (512, 7)
+    assert isinstance(resnet.features.fc, nn.Identity) and resnet.out_features == 512
+    mobilenet = TorchvisionNet(num_classes=7, name="mobilenet_v3_small")
+    assert isinstance(mobilenet.features.classifier[3], nn.Identity) and mobilenet.out_features == 1024
+    assert sum(p.numel() for p in resnet.parameters()) == sum(
+        p.numel() for p in torchvision.models.resnet18(num_classes=7).parameters()
+    )
+
+
+def test_gray_images_start_copied_into_rgb():
+    net = TorchvisionNet(num_classes=10, in_channels=1)
+    adapter = net.features[0]
+    assert isinstance(adapter, nn.Conv2d) and (adapter.in_channels, adapter.out_channels) == (1, 3)
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(adapter(x), x.expand(2, 3, 8, 8))
+
+
+def test_unknown_name_suggests_close_names():
+    with pytest.raises(ConfigValueError, match=r"'resnt18'.*did you mean.*resnet18"):
+        TorchvisionNet(num_classes=10, name="resnt18")
+    with pytest.raises(ConfigValueError, match=r"no nn\.Linear classifier"):
+        TorchvisionNet(num_classes=10, name="squeezenet1_1")
+
+
+def test_bad_weights_name_lists_valid_ones(offline_hub):
+    with pytest.raises(ConfigValueError, match=r"'IMAGENET'.*IMAGENET1K_V1, DEFAULT"):
+        TorchvisionNet(num_classes=10, weights="IMAGENET")
+
+
+def test_missing_weights_offline_name_the_cache_path(offline_hub):
+    with pytest.raises(OfflineError) as error:
+        TorchvisionNet(num_classes=10, weights="DEFAULT")
+    assert str(offline_hub / "resnet18-f37072fd.pth") in str(error.value)
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in str(error.value)
+
+
+def test_cached_weights_load_offline_and_get_a_new_classifier(offline_hub):
+    torch.manual_seed(0)
+    pretrained = torchvision.models.mobilenet_v3_small()  # stands in for the ImageNet weights
+    offline_hub.mkdir(parents=True)
+    torch.save(pretrained.state_dict(), offline_hub / "mobilenet_v3_small-047dcff4.pth")
+
+    net = TorchvisionNet(num_classes=10, name="mobilenet_v3_small", weights="MobileNet_V3_Small_Weights.IMAGENET1K_V1")
+    torch.testing.assert_close(net.features.features[0][0].weight, pretrained.features[0][0].weight)
+    torch.testing.assert_close(net.features.classifier[0].weight, pretrained.classifier[0].weight)
+    assert (net.head.in_features, net.head.out_features) == (1024, 10)
+
+    same_classes = TorchvisionNet(num_classes=1000, name="mobilenet_v3_small", weights="IMAGENET1K_V1")
+    torch.testing.assert_close(same_classes.head.weight, pretrained.classifier[3].weight)
