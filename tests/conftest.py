@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Tests never download: code that would fetch data or weights fails as it does offline.
+os.environ["LIT_MLCOURSE_OFFLINE"] = "1"
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 

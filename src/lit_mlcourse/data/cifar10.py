@@ -1,0 +1,155 @@
+"""CIFAR-10 from the standard ``cifar-10-batches-py`` folder, fed two ways: the classic per-sample
+pipeline in DataLoader workers, or the whole split resident on the accelerator and augmented batch-wise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveInt
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+
+from lit_mlcourse.data import cifar10_files as files
+from lit_mlcourse.data.resident import IndexDataset, ResidentTensors, keep_batch
+from lit_mlcourse.data.transforms import CIFAR10_MEAN, CIFAR10_STD, BatchAugmentation, per_sample_pipeline
+from lit_mlcourse.downloads import require_online
+from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError
+
+
+class CIFAR10DataModule(L.LightningDataModule):
+    """CIFAR-10: 50,000 training images split into train and ``val_size`` validation images (seeded),
+    and the 10,000 test images as the test (and predict) set.
+
+    Args:
+        data_dir: folder holding ``cifar-10-batches-py/``.
+        data_path: ``device`` keeps each split on the accelerator as uint8 and augments whole batches
+            there (the fast path); ``classic`` runs torchvision.transforms.v2 per sample in DataLoader workers.
+        val_size: training images held out for validation.
+        split_seed: seed of the train / validation split.
+        batch_size: images per batch (per process under DDP).
+        num_workers: DataLoader workers of the classic path (the device path needs none).
+        padding: random-crop padding in pixels (0: no crop).
+        flip: random horizontal flips.
+        color_jitter: brightness / contrast / saturation jitter strength (0: none).
+        cutout: side in pixels of the square cut out of each training image (0: none).
+        download: download the official archive when the folder is missing and the machine is online.
+        checksums: md5 of each file of the folder (default: the official archive's); a file that does not
+            match is refused before it is unpickled.
+    """
+
+    num_classes = 10
+    image_shape = (3, 32, 32)
+    class_names = list(files.CLASS_NAMES)
+    has_test_set = True
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        data_path: Literal["device", "classic"] = "device",
+        val_size: PositiveInt = 5000,
+        split_seed: int = 0,
+        batch_size: PositiveInt = 256,
+        num_workers: NonNegativeInt = 0,
+        padding: NonNegativeInt = 4,
+        flip: bool = True,
+        color_jitter: NonNegativeFloat = 0.0,
+        cutout: NonNegativeInt = 0,
+        download: bool = True,
+        checksums: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.checksums = dict(checksums or files.STANDARD_MD5)
+        unknown = set(self.checksums) ^ set(files.STANDARD_MD5)
+        if unknown:
+            raise ConfigValueError(
+                f"data.checksums must give the md5 of exactly {', '.join(files.STANDARD_MD5)}; "
+                f"it differs in {', '.join(sorted(unknown))}."
+            )
+        self.augmentation = BatchAugmentation(CIFAR10_MEAN, CIFAR10_STD, padding, flip, color_jitter, cutout)
+        self.splits = ResidentTensors()
+        self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        # Fail at instantiation, before any run folder exists, when the data can neither be read nor fetched.
+        folder = Path(self.hparams.data_dir) / files.FOLDER
+        if all((folder / name).is_file() for name in self.checksums):
+            return
+        where = f"CIFAR-10 is not in {folder}"
+        instead = f"extract {files.URL} into {self.hparams.data_dir}, or set --data.data_dir to the folder holding {files.FOLDER}/"
+        if not self.hparams.download:
+            raise DataFileNotFoundError(f"{where}: {instead}.")
+        require_online(files.URL, where, instead)
+
+    def prepare_data(self) -> None:
+        files.ensure_present(Path(self.hparams.data_dir), self.hparams.download, self.checksums)
+
+    def setup(self, stage: str) -> None:
+        if "train" in self.splits:
+            return
+        hp = self.hparams
+        folder = files.ensure_present(Path(hp.data_dir), download=False, checksums=self.checksums)
+        images, labels = files.read_split(folder, files.TRAIN_BATCHES, self.checksums)
+        if hp.val_size >= len(labels):
+            raise ConfigValueError(f"data.val_size={hp.val_size} must be below the {len(labels)} training images.")
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
+        val, train = order[: hp.val_size], order[hp.val_size :]
+        self.splits["train"] = (images[train], labels[train])
+        self.splits["val"] = (images[val], labels[val])
+        self.splits["test"] = files.read_split(folder, ("test_batch",), self.checksums)
+        self.splits["predict"] = self.splits.host["test"]
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        hp = self.hparams
+        if hp.data_path == "device":
+            dataset = IndexDataset(split, len(self.splits.host[split][0]))
+            return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, collate_fn=keep_batch)
+        transform = per_sample_pipeline(
+            CIFAR10_MEAN, CIFAR10_STD, 32, hp.padding, hp.flip, hp.color_jitter, hp.cutout, train=split == "train"
+        )
+        images, labels = self.splits.host[split]
+        workers = hp.num_workers
+        return DataLoader(
+            _TransformedImages(images, labels, transform),
+            batch_size=hp.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if not isinstance(batch, dict):
+            return batch  # the classic path's batches are ready
+        split, index = batch["split"], batch["index"]
+        images, labels = self.splits.on(split, index.device)
+        # (B,) indices -> (B, 3, 32, 32) uint8 -> augmented, normalized float32
+        inputs = self.augmentation(images[index], train=split == "train")
+        return inputs if split == "predict" else (inputs, labels[index])
+
+
+class _TransformedImages(Dataset):
+    """uint8 images (N, C, H, W) and labels, each image through ``transform`` when fetched."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Any) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(tv_tensors.Image(self.images[index])).as_subclass(torch.Tensor), int(self.labels[index])
