@@ -52,6 +52,10 @@ def test_quickstart_fit_writes_summary_checkpoints_config_and_logs(quickstart_ru
     hparams = yaml.safe_load((run / "hparams.yaml").read_text())
     assert hparams["config"]["model"]["class_path"] == "lit_mlcourse.models.ImageClassifier"
     assert list(run.glob("events.out.tfevents.*"))  # TensorBoard beside the CSV metrics
+    assert hparams["class_names"] == [str(digit) for digit in range(10)]  # linked from the data
+    assert {"val/acc_top5", "test/acc_top5"} <= set(summary["metrics"])
+    for stage in ("val", "test"):  # the confusion matrices, as PNG files
+        assert (run / f"confusion_matrix_{stage}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_learning_rate_is_logged_per_optimizer_step(quickstart_run):
@@ -104,8 +108,11 @@ def test_predict_without_a_writer_saves_predictions_csv(quickstart_run, tmp_path
     run_lit("predict", "--config", str(CONFIGS / "quickstart.yaml"), "--ckpt_path", str(best),
             "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path)  # fmt: skip
     lines = (tmp_path / "quickstart" / "version_0" / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "id,value" and len(lines) == 1 + 360  # one predicted class per test image
-    assert {line.split(",")[1] for line in lines[1:]} <= {str(digit) for digit in range(10)}
+    assert lines[0] == "index,class,probability" and len(lines) == 1 + 360  # one row per test image
+    rows = [line.split(",") for line in lines[1:]]
+    assert [int(row[0]) for row in rows] == list(range(360))
+    assert {row[1] for row in rows} <= {str(digit) for digit in range(10)}
+    assert all(0.1 <= float(row[2]) <= 1.0 for row in rows)  # the top class of 10 has probability >= 0.1
 
 
 def test_pm25_fit_then_predict_writes_the_submission(tmp_path, pm25_dir):

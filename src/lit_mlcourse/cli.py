@@ -26,7 +26,6 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short names: --data PM25DataModule)
 from lit_mlcourse.callbacks.progress import LineProgressBar
-from lit_mlcourse.callbacks.submission import SubmissionWriter
 from lit_mlcourse.config_checks import check_values, choose_checkpoint_monitor, explain_parse_error, import_class
 from lit_mlcourse.config_saving import SaveRunConfig
 from lit_mlcourse.cross_validation import run_cross_validation
@@ -36,7 +35,9 @@ from lit_mlcourse.runs import as_plain, choose_run_folder, fill_run_folder
 from lit_mlcourse.summary import print_summary, run_summary, write_json
 
 # What a DataModule knows and a model needs, linked by name: a user never types these twice.
-DATA_FACTS = ("num_classes", "image_shape", "input_shape", "input_hours", "standardization")
+DATA_FACTS = ("num_classes", "image_shape", "class_names", "input_shape", "input_hours", "standardization")
+# Facts a model can do without (it falls back to a default when the data does not provide them).
+OPTIONAL_FACTS = ("class_names",)
 RUN_FOLDER = {"save_dir": "{default_root_dir}", "name": "{name}", "version": "{version}"}
 # `--optimizer X` and `--lr_scheduler X` are short for the model's injected factories.
 ALIASES = {"--optimizer": "--model.optimizer", "--lr_scheduler": "--model.lr_scheduler"}
@@ -203,7 +204,9 @@ class LitCLI(LightningCLI):
         missing = [
             fact
             for fact in DATA_FACTS
-            if fact in inspect.signature(type(self.model).__init__).parameters and not hasattr(self.datamodule, fact)
+            if fact not in OPTIONAL_FACTS
+            and fact in inspect.signature(type(self.model).__init__).parameters
+            and not hasattr(self.datamodule, fact)
         ]
         if missing:
             raise ConfigValueError(
@@ -223,8 +226,12 @@ class LitCLI(LightningCLI):
             extra.append(RichProgressBar() if sys.stdout.isatty() else LineProgressBar())
         if config.get("logger") not in (None, False, []) and not any(isinstance(c, LearningRateMonitor) for c in given):
             extra.append(LearningRateMonitor(logging_interval="step"))
-        if self.subcommand == "predict" and not any(isinstance(c, BasePredictionWriter) for c in given):
-            extra.append(SubmissionWriter("predictions.csv"))  # predictions are never computed for nothing
+        # The task's own side effects (a confusion matrix, a prediction writer: predictions are never computed
+        # for nothing), unless the config already has a callback of the same kind.
+        for default in self.model.default_callbacks(self.subcommand):
+            kind = BasePredictionWriter if isinstance(default, BasePredictionWriter) else type(default)
+            if not any(isinstance(callback, kind) for callback in given):
+                extra.append(default)
         return self._instantiate_trainer(config, extra)
 
     def before_fit(self) -> None:
@@ -318,7 +325,11 @@ def _all_keys(parser: Any) -> list[str]:
 
 
 def _has_test_set(datamodule: L.LightningDataModule | None) -> bool:
-    return datamodule is not None and is_overridden("test_dataloader", datamodule, L.LightningDataModule)
+    return (
+        datamodule is not None
+        and is_overridden("test_dataloader", datamodule, L.LightningDataModule)
+        and getattr(datamodule, "has_test_set", True)  # an image folder without test/, say
+    )
 
 
 class _HideTips(logging.Filter):

@@ -1,7 +1,9 @@
 import lightning as L
+import pytest
 import torch
 
 from lit_mlcourse.data import DigitsDataModule
+from lit_mlcourse.errors import ConfigValueError
 from lit_mlcourse.models import ImageClassifier
 from lit_mlcourse.nets import SmallCNN
 
@@ -38,5 +40,33 @@ def test_fast_dev_run_logs_stage_metrics(tmp_path):
     assert {"train/loss", "train/acc", "train/f1", "val/loss", "val/acc", "val/f1"} <= set(trainer.callback_metrics)
     trainer.test(model, dm, verbose=False)
     assert {"test/loss", "test/acc", "test/f1"} <= set(trainer.callback_metrics)
-    predictions = trainer.predict(model, dm)
-    assert predictions[0].dtype == torch.long and predictions[0].max() < 10
+    probabilities = trainer.predict(model, dm)[0]
+    assert probabilities.shape == (32, 10)
+    torch.testing.assert_close(probabilities.sum(1), torch.ones(32))
+
+
+def test_top5_accuracy_counts_the_target_among_the_five_largest_logits():
+    model = ImageClassifier(small_cnn, num_classes=10, image_shape=(1, 8, 8))
+    logits = torch.arange(10.0).expand(4, 10)  # the five largest: classes 5..9
+    model.val_metrics.update(logits, torch.tensor([9, 5, 4, 0]))
+    metrics = model.val_metrics.compute()
+    assert metrics["val/acc_top5"] == 0.5 and metrics["val/acc"] == 0.25
+    assert "val/acc_top5" not in ImageClassifier(small_cnn, num_classes=2).val_metrics.compute()
+
+
+def test_class_names_must_match_the_class_count():
+    with pytest.raises(ConfigValueError, match=r"model.class_names has 2 names for 3 classes"):
+        ImageClassifier(small_cnn, num_classes=3, class_names=["ants", "bees"])
+    assert ImageClassifier(small_cnn, num_classes=3).class_names == ["0", "1", "2"]
+
+
+def test_channels_last_changes_memory_order_not_results():
+    torch.manual_seed(0)
+    plain = ImageClassifier(small_cnn, num_classes=10, image_shape=(3, 16, 16)).eval()
+    fast = ImageClassifier(small_cnn, num_classes=10, image_shape=(3, 16, 16), channels_last=True).eval()
+    fast.load_state_dict(plain.state_dict())
+    fast.configure_model()
+    conv = next(module for module in fast.net.modules() if isinstance(module, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(fast(x), plain(x))

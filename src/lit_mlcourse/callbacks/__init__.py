@@ -1,6 +1,8 @@
 """Side effects of training (files, plots, terminal output), kept out of the task models."""
 
+from lit_mlcourse.callbacks.class_predictions import ClassPredictionWriter
+from lit_mlcourse.callbacks.confusion import ConfusionMatrixPlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.submission import SubmissionWriter
 
-__all__ = ["LineProgressBar", "SubmissionWriter"]
+__all__ = ["ClassPredictionWriter", "ConfusionMatrixPlot", "LineProgressBar", "SubmissionWriter"]

@@ -32,22 +32,32 @@ class SubmissionWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
-        if trainer.world_size > 1:
-            raise RuntimeError(
-                "SubmissionWriter writes the predictions of one process: run `lit predict` with "
-                "--trainer.devices 1 (prediction of a few hundred samples needs no more)."
-            )
+        require_one_process(trainer, type(self).__name__)
         values = torch.cat([batch.reshape(-1) for batch in predictions]).float().cpu().tolist()
         ids = getattr(trainer.datamodule, "predict_ids", None) or list(range(len(values)))
         if len(values) != len(ids):
             raise RuntimeError(f"{len(values)} predictions for {len(ids)} ids: the predict set is inconsistent.")
-        path = Path(self.path)
-        if not path.is_absolute():
-            path = Path(trainer.log_dir or ".") / path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = in_run_folder(trainer, self.path)
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(self.header)
             writer.writerows((key, f"{value:.6g}") for key, value in zip(ids, values, strict=True))
         self.written = path
         print(f"wrote {len(values)} predictions to {path}", flush=True)
+
+
+def require_one_process(trainer: L.Trainer, writer: str) -> None:
+    if trainer.world_size > 1:
+        raise RuntimeError(
+            f"{writer} writes the predictions of one process: run `lit predict` with --trainer.devices 1 "
+            "(prediction needs no more)."
+        )
+
+
+def in_run_folder(trainer: L.Trainer, path: str) -> Path:
+    """``path``, taken inside the run folder when relative; its parent folder exists."""
+    resolved = Path(path)
+    if not resolved.is_absolute():
+        resolved = Path(trainer.log_dir or trainer.default_root_dir) / resolved
+    resolved.parent.mkdir(parents=True, exist_ok=True)
+    return resolved

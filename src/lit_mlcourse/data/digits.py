@@ -30,6 +30,7 @@ class DigitsDataModule(InMemoryDataModule):
 
     num_classes = 10
     image_shape = (1, 8, 8)
+    class_names = [str(digit) for digit in range(10)]
 
     def __init__(
         self,

@@ -4,10 +4,12 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from lit_mlcourse.callbacks.submission import SubmissionWriter
 from lit_mlcourse.schedules import WarmupDecay
 
 
@@ -27,6 +29,10 @@ class TaskModule(L.LightningModule):
         super().__init__()
         self.make_optimizer = optimizer
         self.make_lr_scheduler = lr_scheduler
+
+    def default_callbacks(self, subcommand: str | None) -> list[Callback]:
+        """Callbacks ``lit`` adds for this task unless the config has one of the same kind."""
+        return [SubmissionWriter("predictions.csv")] if subcommand == "predict" else []
 
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         """Loss of ``batch``; updates the stage's metrics and logs ``{stage}/loss``."""

@@ -6,9 +6,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from lit_mlcourse.callbacks.class_predictions import ClassPredictionWriter
+from lit_mlcourse.callbacks.confusion import ConfusionMatrixPlot
 from lit_mlcourse.errors import ConfigValueError
 from lit_mlcourse.models.base import TaskModule
 
@@ -18,13 +21,19 @@ NetFactory = Callable[[int, int], nn.Module]
 
 
 class ImageClassifier(TaskModule):
-    """Cross-entropy classifier with accuracy and macro F1 per stage.
+    """Cross-entropy classifier with top-1 (and top-5 beyond 5 classes) accuracy, macro F1 and a confusion
+    matrix per stage.
 
     Args:
         net: the network, built for ``num_classes`` and the image channels.
         num_classes: number of classes (linked from the DataModule).
         image_shape: ``(channels, height, width)`` of the images (linked from the DataModule).
+        class_names: name of each class (linked from the DataModule); kept in the checkpoint, so that
+            predictions and confusion matrices name the classes.
         label_smoothing: cross-entropy label smoothing in ``[0, 1)``.
+        channels_last: keep weights and inputs in channels-last memory order (faster convolutions on GPUs
+            with tensor cores).
+        compile: compile the network with ``torch.compile`` (the first steps are slower while it compiles).
         optimizer: optimizer factory (any ``torch.optim`` class from the config).
         lr_scheduler: optional schedule; :class:`~lit_mlcourse.schedules.WarmupDecay` steps per update.
     """
@@ -37,38 +46,77 @@ class ImageClassifier(TaskModule):
         net: NetFactory,
         num_classes: int = 10,
         image_shape: Sequence[int] = (3, 32, 32),
+        class_names: list[str] | None = None,
         label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        compile: bool = False,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1).")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigValueError(f"model.class_names has {len(class_names)} names for {num_classes} classes.")
         # `net` stays: under the CLI it is saved as its config, so load_from_checkpoint rebuilds it.
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.class_names = list(class_names) if class_names else [str(index) for index in range(num_classes)]
         self.net = net(num_classes, image_shape[0])
-        metrics = torchmetrics.MetricCollection(
-            {
-                "acc": torchmetrics.Accuracy(task="multiclass", num_classes=num_classes),
-                "f1": torchmetrics.F1Score(task="multiclass", num_classes=num_classes, average="macro"),
-            }
-        )
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        metrics = {
+            "acc": torchmetrics.Accuracy(task="multiclass", num_classes=num_classes),
+            "f1": torchmetrics.F1Score(task="multiclass", num_classes=num_classes, average="macro"),
+        }
+        if num_classes > 5:
+            metrics["acc_top5"] = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes, top_k=5)
+        metrics = torchmetrics.MetricCollection(metrics)
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # Rows: true class, columns: predicted class; rendered by ConfusionMatrixPlot.
+        self.val_confusion = torchmetrics.ConfusionMatrix(task="multiclass", num_classes=num_classes)
+        self.test_confusion = self.val_confusion.clone()
+        self.confusion: dict[str, torch.Tensor] = {}
+
+    def configure_model(self) -> None:
+        if self.hparams.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.hparams.compile:
+            self.net.compile()  # in place: the state-dict keys stay those of the plain network
+
+    def default_callbacks(self, subcommand: str | None) -> list[Callback]:
+        return [ConfusionMatrixPlot(), *([ClassPredictionWriter()] if subcommand == "predict" else [])]
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self.val_confusion.reset()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes) logits
-        return self.net(x)
+        return self.net(x.contiguous(memory_format=self.memory_format))
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(logits.detach(), y)  # the epoch value is logged, no per-batch value needed
+        getattr(self, f"{stage}_metrics").update(logits.detach(), y)  # logged once per epoch
+        if stage != "train":
+            getattr(self, f"{stage}_confusion").update(logits, y)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self._keep_confusion("val")
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._keep_confusion("test")
+
+    def _keep_confusion(self, stage: str) -> None:
+        metric = getattr(self, f"{stage}_confusion")
+        self.confusion[stage] = metric.compute().cpu()  # summed over processes under DDP
+        metric.reset()
+
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).argmax(dim=1)
+        return self(x).softmax(dim=1)  # (B, num_classes) class probabilities

@@ -1,0 +1,55 @@
+"""The confusion matrix of a classifier, with class names, as a PNG in the run folder and an image in
+every logger that takes images (TensorBoard, wandb)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lit_mlcourse.callbacks.submission import in_run_folder
+
+
+class ConfusionMatrixPlot(Callback):
+    """Renders the model's last confusion matrix (``pl_module.confusion[stage]``: true class by row,
+    predicted class by column) once per run and stage: the last validation at the end of ``fit`` or
+    ``validate``, and the test.  Files: ``confusion_matrix_val.png``, ``confusion_matrix_test.png``.
+    """
+
+    def __init__(self) -> None:
+        self.written: dict[str, Path] = {}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._render(trainer, pl_module, "val")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._render(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._render(trainer, pl_module, "test")
+
+    def _render(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        matrix = getattr(pl_module, "confusion", {}).get(stage)
+        if matrix is None or not trainer.is_global_zero:
+            return
+        import matplotlib.pyplot as plt  # only when a matrix is drawn: the import costs ~0.5 s
+
+        names = list(pl_module.class_names)
+        side = max(4.0, 0.55 * len(names) + 2.0)
+        figure, axes = plt.subplots(figsize=(side, side))
+        pl_module.val_confusion.plot(val=matrix, ax=axes, labels=names)
+        axes.set_title(f"{stage} confusion matrix (rows: true class)")
+        figure.tight_layout()
+        path = in_run_folder(trainer, f"confusion_matrix_{stage}.png")
+        figure.savefig(path, dpi=100)
+        key = f"{stage}/confusion_matrix"
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure(key, figure, trainer.global_step)
+            elif hasattr(logger, "log_image"):  # wandb and the other loggers that take image files
+                logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+        plt.close(figure)
+        self.written[stage] = path
