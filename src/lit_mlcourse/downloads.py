@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from urllib.parse import urlparse
 
 from lit_mlcourse.errors import UserInputError
@@ -25,11 +26,21 @@ def is_online(url: str) -> bool:
         return False
     parsed = urlparse(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT):
-            return True
-    except OSError:
-        return False
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    # The connection timeout does not bound the name lookup, which can block for tens of seconds without a
+    # DNS server: the attempt runs in a daemon thread that is abandoned at the deadline.
+    attempt = threading.Thread(target=connect, daemon=True)
+    attempt.start()
+    attempt.join(CONNECT_TIMEOUT)
+    return bool(result and result[0])
 
 
 def require_online(url: str, missing: str, instead: str) -> None:

@@ -344,3 +344,18 @@ def test_hymenoptera_copy_with_a_bad_file_skips_it(real_data, tmp_path):
     write_bad(root / "bees" / "zz.jpg", "truncated")
     dm = fitted(root, on_bad_file="skip", val_fraction=0.34)
     assert len(dm.datasets["train"]) + len(dm.datasets["val"]) == 6
+
+
+def test_a_folder_larger_than_the_open_file_limit_decodes_in_workers(tmp_path):
+    import resource
+
+    make_splits(tmp_path, {"a": 560, "b": 560}, splits=("train",))
+    make_splits(tmp_path, {"a": 2, "b": 2}, splits=("val",))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    try:  # each image held in worker shared memory would keep a file open: 1,120 > 1,024
+        dm = ImageFolderDataModule(str(tmp_path), image_size=8, resize=8, num_workers=2)
+        dm.setup("fit")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(dm.datasets["train"]) == 1120

@@ -38,9 +38,11 @@ class ConfusionMatrixPlot(Callback):
         import matplotlib.pyplot as plt  # only when a matrix is drawn: the import costs ~0.5 s
 
         names = list(pl_module.class_names)
-        side = max(4.0, 0.55 * len(names) + 2.0)
+        # Readable up to ~50 classes; beyond, a heat map without counts or names (and a bounded image size).
+        side = min(20.0, max(4.0, 0.55 * len(names) + 2.0))
         figure, axes = plt.subplots(figsize=(side, side))
-        pl_module.val_confusion.plot(val=matrix, ax=axes, labels=names)
+        many = len(names) > 50
+        pl_module.val_confusion.plot(val=matrix, ax=axes, labels=None if many else names, add_text=len(names) <= 30)
         axes.set_title(f"{stage} confusion matrix (rows: true class)")
         figure.tight_layout()
         path = in_run_folder(trainer, f"confusion_matrix_{stage}.png")

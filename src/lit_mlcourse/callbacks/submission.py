@@ -33,7 +33,8 @@ class SubmissionWriter(BasePredictionWriter):
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
         require_one_process(trainer, type(self).__name__)
-        values = torch.cat([batch.reshape(-1) for batch in predictions]).float().cpu().tolist()
+        # One value per sample: a regression output, or the most probable class of a classifier's (B, C).
+        values = torch.cat([_one_value_each(batch) for batch in predictions]).float().cpu().tolist()
         ids = getattr(trainer.datamodule, "predict_ids", None) or list(range(len(values)))
         if len(values) != len(ids):
             raise RuntimeError(f"{len(values)} predictions for {len(ids)} ids: the predict set is inconsistent.")
@@ -44,6 +45,10 @@ class SubmissionWriter(BasePredictionWriter):
             writer.writerows((key, f"{value:.6g}") for key, value in zip(ids, values, strict=True))
         self.written = path
         print(f"wrote {len(values)} predictions to {path}", flush=True)
+
+
+def _one_value_each(batch: torch.Tensor) -> torch.Tensor:
+    return batch.argmax(dim=1) if batch.ndim == 2 and batch.shape[1] > 1 else batch.reshape(-1)
 
 
 def require_one_process(trainer: L.Trainer, writer: str) -> None:

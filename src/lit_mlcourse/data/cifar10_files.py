@@ -103,7 +103,3 @@ def read_split(folder: Path, names: tuple[str, ...], checksums: Mapping[str, str
         labels.append(torch.from_numpy(targets))
     return torch.cat(images), torch.cat(labels)
 
-
-def read_class_names(folder: Path, checksums: Mapping[str, str]) -> tuple[str, ...]:
-    meta = load_batch(folder / "batches.meta", checksums["batches.meta"])
-    return tuple(meta.get("label_names", ()))

@@ -7,6 +7,7 @@ flip with probability 0.5, so the two data paths train on the same distribution 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -50,7 +51,7 @@ def color_jitter(images: torch.Tensor, strength: float) -> torch.Tensor:
     def factor() -> torch.Tensor:
         return 1 + strength * (2 * torch.rand(batch, 1, 1, 1, device=images.device) - 1)
 
-    gray_weights = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype)[None, :, None, None]
+    gray_weights = _gray_weights(images.device, images.dtype)
     images = (images * factor()).clamp(0, 1)
     mean_gray = (images * gray_weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
     images = (mean_gray + factor() * (images - mean_gray)).clamp(0, 1)
@@ -123,9 +124,21 @@ class BatchAugmentation:
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float], scale: float = 255.0) -> torch.Tensor:
     """``(images / scale - mean) / std`` per channel as one multiply-add (float32 out)."""
-    std_tensor = torch.tensor(std, device=images.device)[None, :, None, None]
-    mean_tensor = torch.tensor(mean, device=images.device)[None, :, None, None]
-    return torch.addcmul(-mean_tensor / std_tensor, images.float(), 1.0 / (scale * std_tensor))
+    shift, factor = _affine(tuple(mean), tuple(std), scale, images.device)
+    return torch.addcmul(shift, images.float(), factor)
+
+
+@functools.cache
+def _affine(mean: tuple, std: tuple, scale: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Built once per device: a fresh host-to-GPU copy on every batch would make the CPU wait for the GPU.
+    std_tensor = torch.tensor(std, device=device)[None, :, None, None]
+    mean_tensor = torch.tensor(mean, device=device)[None, :, None, None]
+    return -mean_tensor / std_tensor, 1.0 / (scale * std_tensor)
+
+
+@functools.cache
+def _gray_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor([0.299, 0.587, 0.114], device=device, dtype=dtype)[None, :, None, None]
 
 
 def per_sample_pipeline(
