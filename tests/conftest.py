@@ -36,6 +36,26 @@ def pm25_dir(real_data: Path) -> Path:
     return real_data / "pm25"
 
 
+@pytest.fixture(scope="session")
+def hymenoptera_dir(real_data: Path) -> Path:
+    return real_data / "hymenoptera_data"
+
+
+@pytest.fixture(scope="session")
+def cifar_layer(tmp_path_factory) -> Path:
+    """A config layer (``--config`` it after a CIFAR config) pointing at a synthetic CIFAR-10 folder of 200
+    training and 40 test images, with its md5 table and a 40-image validation split."""
+    import yaml
+    from cifar_fixtures import write_cifar_folder
+
+    root = tmp_path_factory.mktemp("cifar")
+    checksums = write_cifar_folder(root / "data", per_batch=40)
+    layer = {"data": {"init_args": {"data_dir": str(root / "data"), "checksums": checksums, "val_size": 40}}}
+    path = root / "synthetic.yaml"
+    path.write_text(yaml.safe_dump(layer))
+    return path
+
+
 def lit_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")  # tiny models: one thread is fastest and reproducible

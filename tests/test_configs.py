@@ -18,13 +18,21 @@ def cli(*args: str, tmp_path: Path, pm25_dir: Path | None = None) -> LitCLI:
     return LitCLI(args=[*args, *extra, "--trainer.default_root_dir", str(tmp_path)], run=False)
 
 
-def data_args(config: Path, pm25_dir: Path) -> Path | None:
-    return pm25_dir if "pm25" in config.name else None
+def data_args(config: Path, pm25_dir: Path, cifar_layer: Path, hymenoptera_dir: Path) -> list[str]:
+    """Where each config's data is in the tests (the configs default to ./data)."""
+    if "pm25" in config.name:
+        return ["--data.data_dir", str(pm25_dir)]
+    if "cifar10" in config.name:
+        return ["--config", str(cifar_layer)]
+    if "imagefolder" in config.name:
+        return ["--data.root", str(hymenoptera_dir)]
+    return []
 
 
 @pytest.mark.parametrize("config", COMPLETE, ids=lambda path: path.name)
-def test_every_complete_config_instantiates(config, tmp_path, pm25_dir):
-    instance = cli("--config", str(config), tmp_path=tmp_path, pm25_dir=data_args(config, pm25_dir))
+def test_every_complete_config_instantiates(config, tmp_path, pm25_dir, cifar_layer, hymenoptera_dir):
+    extra = data_args(config, pm25_dir, cifar_layer, hymenoptera_dir)
+    instance = cli("--config", str(config), *extra, tmp_path=tmp_path)
     assert instance.model is not None and instance.datamodule is not None
     assert instance.config.checkpoint.monitor == type(instance.model).monitor
     optimizer = instance.model.make_optimizer(instance.model.parameters())

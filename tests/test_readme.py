@@ -25,13 +25,16 @@ def test_the_readme_shows_fit_commands():
 
 
 @pytest.mark.parametrize("command", fit_commands())
-def test_readme_fit_command_instantiates(command, tmp_path, pm25_dir, monkeypatch):
+def test_readme_fit_command_instantiates(command, tmp_path, pm25_dir, hymenoptera_dir, cifar_layer, monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = shlex.split(command)[2:]  # after `lit fit`
     if "pm25" in command and "--data.data_dir" not in args:
         args += ["--data.data_dir", str(pm25_dir)]
-    args = [str(pm25_dir) if arg == "data/pm25" else arg for arg in args]
+    if "cifar10" in command:  # the README's data folder, here the synthetic one
+        args = [arg for arg in args if arg != "--data.data_dir" and arg != "data"] + ["--config", str(cifar_layer)]
+    local = {"data/pm25": pm25_dir, "../shared/data/hymenoptera_data": hymenoptera_dir}
+    args = [str(local.get(arg, arg)) for arg in args]
     cli = LitCLI(args=[*args, "--trainer.default_root_dir", str(tmp_path)], run=False)
     assert cli.model is not None and cli.trainer is not None
 

@@ -1,0 +1,35 @@
+"""configs/imagefolder_cnn.yaml on the real ants / bees folder through the `lit` command (shortened)."""
+
+import csv
+import json
+
+import torch
+from conftest import CONFIGS, run_lit
+
+from lit_mlcourse.models import ImageClassifier
+
+SHORT = ["--trainer.max_epochs", "1", "--data.image_size", "32", "--data.resize", "36"]
+
+
+def test_fit_then_predict_names_the_classes(hymenoptera_dir, tmp_path):
+    config = ["--config", str(CONFIGS / "imagefolder_cnn.yaml"), "--data.root", str(hymenoptera_dir)]
+    run_lit("fit", *config, *SHORT, "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path)
+    run = tmp_path / "imagefolder_cnn" / "version_0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert "test/acc" not in summary["metrics"]  # no test/ folder: fit ends without a test
+    assert 0.0 < summary["metrics"]["val/acc"] <= 1.0
+    assert (run / "confusion_matrix_val.png").is_file()
+
+    best = run / "checkpoints" / "best.ckpt"
+    model = ImageClassifier.load_from_checkpoint(best, map_location="cpu")  # no arguments needed
+    assert model.class_names == ["ants", "bees"] and model(torch.zeros(1, 3, 32, 32)).shape == (1, 2)
+
+    predict_dir = hymenoptera_dir / "val" / "bees"
+    run_lit("predict", *config, *SHORT, "--ckpt_path", str(best), "--data.predict_dir", str(predict_dir),
+            "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    with (tmp_path / "imagefolder_cnn" / "version_1" / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    images = sorted(path for path in predict_dir.iterdir() if path.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    assert [row["path"] for row in rows] == [str(path) for path in images]
+    assert {row["class"] for row in rows} <= {"ants", "bees"}
+    assert all(0.5 <= float(row["probability"]) <= 1.0 for row in rows)  # the larger of two probabilities
