@@ -3,6 +3,7 @@ per run, a summary after each run, and ``lit cv`` (k-fold cross-validation)."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -31,6 +32,7 @@ from lit_mlcourse.config_saving import SaveRunConfig
 from lit_mlcourse.cross_validation import run_cross_validation
 from lit_mlcourse.errors import ConfigValueError, UserInputError
 from lit_mlcourse.models.base import TaskModule
+from lit_mlcourse.nets.torchvision_net import weights_from_checkpoint
 from lit_mlcourse.runs import as_plain, choose_run_folder, fill_run_folder
 from lit_mlcourse.summary import print_summary, run_summary, write_json
 
@@ -189,7 +191,10 @@ class LitCLI(LightningCLI):
         self.__dict__.pop("config_dump", None)
         resolved = self.config.clone()
         fill_run_folder(resolved[self.subcommand] if self.subcommand else resolved, run_dir)
-        self.config_init = self.parser.instantiate_classes(resolved)
+        # A checkpoint to load holds every weight: pretrained weights named in the config are not fetched.
+        restoring = weights_from_checkpoint() if config.get("ckpt_path") else contextlib.nullcontext()
+        with restoring:
+            self.config_init = self.parser.instantiate_classes(resolved)
         self.datamodule = self._get(self.config_init, "data")
         self.model = self._get(self.config_init, "model")
         self._check_data_facts()

@@ -84,3 +84,34 @@ def test_cached_weights_load_offline_and_get_a_new_classifier(offline_hub):
 
     same_classes = TorchvisionNet(num_classes=1000, name="mobilenet_v3_small", weights="IMAGENET1K_V1")
     torch.testing.assert_close(same_classes.head.weight, pretrained.classifier[3].weight)
+
+
+def test_restoring_a_checkpoint_needs_no_pretrained_file(offline_hub):
+    from lit_mlcourse.nets.torchvision_net import weights_from_checkpoint
+
+    with weights_from_checkpoint():  # offline and nothing cached: the checkpoint will bring every weight
+        restored = TorchvisionNet(num_classes=10, name="mobilenet_v3_small", weights="DEFAULT")
+    offline_hub.mkdir(parents=True)
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), offline_hub / "mobilenet_v3_small-047dcff4.pth")
+    fresh = TorchvisionNet(num_classes=10, name="mobilenet_v3_small", weights="DEFAULT")
+    shapes = {key: value.shape for key, value in fresh.state_dict().items()}
+    assert {key: value.shape for key, value in restored.state_dict().items()} == shapes
+    restored.load_state_dict(fresh.state_dict())  # strict: the same architecture
+
+
+def test_googlenet_drops_its_auxiliary_heads_and_keeps_the_pretrained_input_transform(offline_hub):
+    from lit_mlcourse.nets.torchvision_net import weights_from_checkpoint
+
+    torch.manual_seed(0)
+    net = TorchvisionNet(num_classes=5, name="googlenet")
+    net(torch.randn(2, 3, 64, 64)).sum().backward()
+    assert not any("aux" in key for key in net.state_dict())
+    assert all(parameter.grad is not None for parameter in net.parameters())  # DDP needs no unused parameters
+    offline_hub.mkdir(parents=True)
+    pretrained = torchvision.models.googlenet(aux_logits=True, init_weights=True)
+    torch.save(pretrained.state_dict(), offline_hub / "googlenet-1378be20.pth")
+    fresh = TorchvisionNet(num_classes=5, name="googlenet", weights="DEFAULT")
+    with weights_from_checkpoint():
+        restored = TorchvisionNet(num_classes=5, name="googlenet", weights="DEFAULT")
+    assert fresh.features.transform_input and restored.features.transform_input
+    restored.load_state_dict(fresh.state_dict())

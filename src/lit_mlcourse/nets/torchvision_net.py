@@ -1,7 +1,10 @@
 """Any torchvision classification model by name, optionally with pretrained weights, split into features and head."""
 
+import contextlib
+import contextvars
 import difflib
 import os
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import torch
@@ -58,17 +61,36 @@ def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
     return linears[-1]
 
 
-class _FirstOutput(nn.Module):
-    """Runs ``model`` and keeps only the main output of models that also return auxiliary logits in training
-    (GoogLeNet, Inception v3 without pretrained weights)."""
+# Set while a checkpoint is about to be loaded: it holds every weight, so the pretrained file is not needed.
+_RESTORING = contextvars.ContextVar("lit_mlcourse_restoring_checkpoint", default=False)
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        return out[0] if isinstance(out, tuple) else out
+@contextlib.contextmanager
+def weights_from_checkpoint() -> Iterator[None]:
+    """Within it, a :class:`TorchvisionNet` asked for pretrained ``weights`` builds the same architecture
+    without reading or downloading them: the checkpoint loaded next overwrites every parameter anyway.
+    ``lit`` uses it whenever ``--ckpt_path`` is given; use it around ``load_from_checkpoint`` on a machine
+    without the weight file."""
+    token = _RESTORING.set(True)
+    try:
+        yield
+    finally:
+        _RESTORING.reset(token)
+
+
+# Models with auxiliary classifiers used in training only: their parameters would get no gradient here
+# (DDP then fails), and pretrained weights switch on an input transform that must be kept when restoring.
+_AUXILIARY = ("googlenet", "inception_v3")
+
+
+def _drop_auxiliary(model: nn.Module) -> None:
+    """Pretrained GoogLeNet / Inception v3 load with their auxiliary heads: remove them, as torchvision
+    does when built with ``aux_logits=False``."""
+    if getattr(model, "aux_logits", False):
+        model.aux_logits = False
+        for head in ("aux1", "aux2", "AuxLogits"):
+            if hasattr(model, head):
+                setattr(model, head, None)
 
 
 class TorchvisionNet(nn.Module):
@@ -97,17 +119,21 @@ class TorchvisionNet(nn.Module):
     ) -> None:
         super().__init__()
         _check_name(name)
-        if weights is None:
-            model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        resolved = None if weights is None else _resolve_weights(name, weights)
+        if resolved is None or _RESTORING.get():
+            options = {}
+            if name in _AUXILIARY:
+                options = {"aux_logits": False, "init_weights": True, "transform_input": resolved is not None}
+            model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options)
         else:
-            resolved = _resolve_weights(name, weights)
             _require_weight_file(resolved)
             model = torchvision.models.get_model(name, weights=resolved)
+            _drop_auxiliary(model)
         classifier_name, classifier = _last_linear(model)
         if classifier.out_features != num_classes:
             classifier = nn.Linear(classifier.in_features, num_classes)
         model.set_submodule(classifier_name, nn.Identity())
-        features: nn.Module = _FirstOutput(model) if getattr(model, "aux_logits", False) else model
+        features: nn.Module = model
         if in_channels != 3:
             adapter = nn.Conv2d(in_channels, 3, kernel_size=1)
             with torch.no_grad():
