@@ -55,3 +55,16 @@ def test_a_tampered_batch_stops_the_run_naming_the_file(tmp_path):
                      cwd=tmp_path, check=False)  # fmt: skip
     assert result.returncode == 2
     assert f"{batch} failed its integrity check" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_device_path_trains_under_ddp_on_two_cpu_processes(cifar_layer, tmp_path):
+    # Lightning shards the index batches with a DistributedSampler; metrics and the confusion matrix are
+    # summed over both processes, and only rank 0 draws it (a collective on one rank alone would hang).
+    run_lit("fit", "--config", str(CONFIGS / "cifar10_cnn.yaml"), "--config", str(cifar_layer), *SHORT,
+            "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+            "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path, timeout=180)  # fmt: skip
+    runs = list(tmp_path.glob("cifar10_cnn/version_*"))
+    assert len(runs) == 1  # one run folder for both processes
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert {"val/acc", "test/acc"} <= set(summary["metrics"])
+    assert (runs[0] / "confusion_matrix_test.png").is_file()

@@ -33,7 +33,11 @@ class ConfusionMatrixPlot(Callback):
 
     def _render(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         matrix = getattr(pl_module, "confusion", {}).get(stage)
-        if matrix is None or not trainer.is_global_zero:
+        if matrix is None:
+            return
+        # Every process asks for the path: trainer.log_dir is a collective call under DDP.
+        path = in_run_folder(trainer, f"confusion_matrix_{stage}.png")
+        if not trainer.is_global_zero:
             return
         import matplotlib.pyplot as plt  # only when a matrix is drawn: the import costs ~0.5 s
 
@@ -45,7 +49,6 @@ class ConfusionMatrixPlot(Callback):
         pl_module.val_confusion.plot(val=matrix, ax=axes, labels=None if many else names, add_text=len(names) <= 30)
         axes.set_title(f"{stage} confusion matrix (rows: true class)")
         figure.tight_layout()
-        path = in_run_folder(trainer, f"confusion_matrix_{stage}.png")
         figure.savefig(path, dpi=100)
         key = f"{stage}/confusion_matrix"
         for logger in trainer.loggers:
