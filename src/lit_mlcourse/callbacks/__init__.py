@@ -4,5 +4,6 @@ from lit_mlcourse.callbacks.class_predictions import ClassPredictionWriter
 from lit_mlcourse.callbacks.confusion import ConfusionMatrixPlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.submission import SubmissionWriter
+from lit_mlcourse.callbacks.whitening import WhiteningInit
 
-__all__ = ["ClassPredictionWriter", "ConfusionMatrixPlot", "LineProgressBar", "SubmissionWriter"]
+__all__ = ["ClassPredictionWriter", "ConfusionMatrixPlot", "LineProgressBar", "SubmissionWriter", "WhiteningInit"]
