@@ -38,7 +38,9 @@ def pm25_dir(real_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def hymenoptera_dir(real_data: Path) -> Path:
-    return real_data / "hymenoptera_data"
+    folder = real_data / "hymenoptera_data"
+    assert (folder / "train" / "ants").is_dir(), f"{real_data} lacks hymenoptera_data/train/ants"
+    return folder
 
 
 @pytest.fixture(scope="session")
