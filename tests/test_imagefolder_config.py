@@ -33,3 +33,14 @@ def test_fit_then_predict_names_the_classes(hymenoptera_dir, tmp_path):
     assert [row["path"] for row in rows] == [str(path) for path in images]
     assert {row["class"] for row in rows} <= {"ants", "bees"}
     assert all(0.5 <= float(row["probability"]) <= 1.0 for row in rows)  # the larger of two probabilities
+
+
+def test_cv_over_an_image_folder(tmp_path):
+    from image_fixtures import make_splits
+
+    data = make_splits(tmp_path / "data", {"ants": 4, "bees": 4})
+    run_lit("cv", "--config", str(CONFIGS / "imagefolder_cnn.yaml"), "--data.root", str(data), "--folds", "2",
+            "--trainer.max_epochs", "1", "--data.image_size", "16", "--data.num_workers", "0",
+            "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    summary = json.loads((tmp_path / "imagefolder_cnn" / "version_0" / "cv_summary.json").read_text())
+    assert summary["monitor"] == "val/acc" and len(summary["folds"]) == 2

@@ -359,3 +359,18 @@ def test_a_folder_larger_than_the_open_file_limit_decodes_in_workers(tmp_path):
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert len(dm.datasets["train"]) == 1120
+
+
+def test_folds_partition_every_labelled_training_image(tmp_path):
+    make_splits(tmp_path, {"ants": 6, "bees": 9})  # train/ and val/ pooled: 12 ants, 18 bees
+    vals = []
+    for fold in range(3):
+        dm = ImageFolderDataModule(str(tmp_path), image_size=8, resize=8, num_workers=0, num_folds=3, fold=fold)
+        dm.setup("fit")
+        train, val = dm.datasets["train"], dm.datasets["val"]
+        assert not set(train.paths) & set(val.paths) and len(train) + len(val) == 30
+        assert sorted(val.labels) == [0] * 4 + [1] * 6  # stratified: a third of each class
+        vals.append(set(val.paths))
+    assert set.union(*vals) == set((tmp_path / "train").rglob("*.png")) | set((tmp_path / "val").rglob("*.png"))
+    with pytest.raises(ConfigValueError, match=r"fold=3 is outside 0..2"):
+        ImageFolderDataModule(str(tmp_path), num_folds=3, fold=3)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from jsonargparse.typing import NonNegativeInt, OpenUnitInterval, PositiveInt
 from PIL import Image
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from lit_mlcourse.data import image_files as files
+from lit_mlcourse.data.folds import check_fold, kfold_split
 from lit_mlcourse.data.in_memory import InMemoryDataModule
 from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError, DataFormatError
 
@@ -102,6 +104,10 @@ class ImageFolderDataModule(InMemoryDataModule):
         num_workers: DataLoader workers (augmentation, and the decoding in ``setup``).
         predict_dir: folder of images to predict (walked recursively, sorted); default ``root/test`` if it
             exists, else the validation images.
+        num_folds: cross-validation folds over all labelled training images (train/ and val/ together, or
+            the whole folder), stratified and drawn by ``split_seed`` (``None``: the fixed split). ``lit cv``
+            sets it.
+        fold: which fold is the validation set.
     """
 
     def __init__(
@@ -118,8 +124,11 @@ class ImageFolderDataModule(InMemoryDataModule):
         batch_size: PositiveInt = 32,
         num_workers: NonNegativeInt = 2,
         predict_dir: str | None = None,
+        num_folds: int | None = None,
+        fold: NonNegativeInt = 0,
     ) -> None:
         super().__init__()
+        check_fold(num_folds, fold)
         self.save_hyperparameters()
         self.resize = round(image_size * 8 / 7) if resize is None else int(resize)
         if self.resize < image_size:
@@ -205,11 +214,11 @@ class ImageFolderDataModule(InMemoryDataModule):
                 if not folder.is_dir():
                     raise DataFileNotFoundError(f"predict_dir {folder} is not a folder of images.")
                 return self._listed(folder, files.list_images(folder, folder)), None
-            if not self.has_test_set and not self._split_dirs:
+            if not self.has_test_set and (not self._split_dirs or self.hparams.num_folds is not None):
                 return self._split_pool()[0]["val"], None
             folder = self._split_dirs["test" if self.has_test_set else "val"]
             return self._listed(folder, files.list_images(folder, self.root)), None
-        if not self._split_dirs:
+        if not self._split_dirs or (self.hparams.num_folds is not None and split in ("train", "val")):
             paths, labels = self._split_pool()
             return paths[split], labels[split]
         paths, labels, ignored = files.list_classes(self._split_dirs[split], self.class_names, self.root)
@@ -224,36 +233,46 @@ class ImageFolderDataModule(InMemoryDataModule):
         return images
 
     def _split_pool(self) -> tuple[dict[str, list[Path]], dict[str, list[int]]]:
-        """Train and val files of a folder without split folders: a stratified split, fixed by the seed."""
+        """Train and val files drawn by the seed: fold ``fold`` of ``num_folds`` over every labelled training
+        image, or, for a folder without split folders, a stratified ``val_fraction`` split."""
         if self._pool is None:
-            from sklearn.model_selection import train_test_split
-
-            paths, labels, ignored = files.list_classes(self.root, self.class_names, self.root)
-            self._note(ignored)
-            for label, name in enumerate(self.class_names):
-                if labels.count(label) < 2:
-                    raise DataFormatError(
-                        f"{self.root / name} has 1 image; a stratified validation split needs at least 2 per class. "
-                        "Add images, or give the data train/ and val/ folders."
-                    )
-            try:
-                train, val = train_test_split(
-                    range(len(paths)),
-                    test_size=self.hparams.val_fraction,
-                    stratify=labels,
-                    random_state=self.hparams.split_seed,
-                )
-            except ValueError as error:  # too few images for a split with every class on both sides
-                raise ConfigValueError(
-                    f"val_fraction={self.hparams.val_fraction} cannot split the {len(paths)} images of {self.root} "
-                    f"with every class on both sides ({error}). Change val_fraction or add images."
-                ) from None
+            hp = self.hparams
+            folders = [self._split_dirs[name] for name in ("train", "val")] if self._split_dirs else [self.root]
+            paths, labels = [], []
+            for folder in folders if hp.num_folds is not None else [self.root]:
+                found, found_labels, ignored = files.list_classes(folder, self.class_names, self.root)
+                self._note(ignored)
+                paths, labels = paths + found, labels + found_labels
+            if hp.num_folds is not None:
+                train, val = kfold_split(len(paths), hp.num_folds, hp.fold, hp.split_seed, np.array(labels))
+            else:
+                train, val = self._stratified_split(paths, labels)
             order = {"train": sorted(train), "val": sorted(val)}  # file order within each split
             self._pool = (
                 {split: [paths[i] for i in index] for split, index in order.items()},
                 {split: [labels[i] for i in index] for split, index in order.items()},
             )
         return self._pool
+
+    def _stratified_split(self, paths: list[Path], labels: list[int]) -> tuple[list[int], list[int]]:
+        from sklearn.model_selection import train_test_split
+
+        for label, name in enumerate(self.class_names):
+            if labels.count(label) < 2:
+                raise DataFormatError(
+                    f"{self.root / name} has 1 image; a stratified validation split needs at least 2 per class. "
+                    "Add images, or give the data train/ and val/ folders."
+                )
+        try:
+            return train_test_split(
+                range(len(paths)), test_size=self.hparams.val_fraction, stratify=labels,
+                random_state=self.hparams.split_seed,
+            )  # fmt: skip
+        except ValueError as error:  # too few images for a split with every class on both sides
+            raise ConfigValueError(
+                f"val_fraction={self.hparams.val_fraction} cannot split the {len(paths)} images of {self.root} "
+                f"with every class on both sides ({error}). Change val_fraction or add images."
+            ) from None
 
     def _note(self, ignored: list[str]) -> None:
         shown = ignored[:10] + ([f"... and {len(ignored) - 10} more"] if len(ignored) > 10 else [])
