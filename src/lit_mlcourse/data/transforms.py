@@ -51,11 +51,11 @@ def color_jitter(images: torch.Tensor, strength: float) -> torch.Tensor:
     def factor() -> torch.Tensor:
         return 1 + strength * (2 * torch.rand(batch, 1, 1, 1, device=images.device) - 1)
 
-    gray_weights = _gray_weights(images.device, images.dtype)
+    weights = gray_weights(images.device, images.dtype)
     images = (images * factor()).clamp(0, 1)
-    mean_gray = (images * gray_weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    mean_gray = (images * weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
     images = (mean_gray + factor() * (images - mean_gray)).clamp(0, 1)
-    gray = (images * gray_weights).sum(1, keepdim=True)
+    gray = (images * weights).sum(1, keepdim=True)
     return (gray + factor() * (images - gray)).clamp(0, 1)
 
 
@@ -137,7 +137,8 @@ def _affine(mean: tuple, std: tuple, scale: float, device: torch.device) -> tupl
 
 
 @functools.cache
-def _gray_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def gray_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(1, 3, 1, 1) luma weights (ITU-R 601, as torchvision's grayscale) on ``device``, built once."""
     return torch.tensor([0.299, 0.587, 0.114], device=device, dtype=dtype)[None, :, None, None]
 
 
