@@ -361,6 +361,17 @@ def main(args: ArgsType = None) -> None:
             raise
         sys.stderr.write(f"lit: error: {cause}\n")
         sys.exit(2)
+    finally:
+        _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Close the DDP process group before the interpreter exits: left to shutdown, gloo's threads can be
+    destroyed while running, and the process aborts ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _user_input_error(error: BaseException | None) -> UserInputError | None:
