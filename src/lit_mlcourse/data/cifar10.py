@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
 from lit_mlcourse.data import cifar10_files as files
+from lit_mlcourse.data.in_memory import make_loader
 from lit_mlcourse.data.resident import IndexDataset, ResidentTensors, keep_batch
 from lit_mlcourse.data.transforms import CIFAR10_MEAN, CIFAR10_STD, BatchAugmentation, per_sample_pipeline
 from lit_mlcourse.downloads import require_online
@@ -111,14 +112,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             CIFAR10_MEAN, CIFAR10_STD, 32, hp.padding, hp.flip, hp.color_jitter, hp.cutout, train=split == "train"
         )
         images, labels = self.splits.host[split]
-        workers = hp.num_workers
-        return DataLoader(
-            _TransformedImages(images, labels, transform),
-            batch_size=hp.batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-        )
+        return make_loader(_TransformedImages(images, labels, transform), hp.batch_size, hp.num_workers, shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -15,17 +15,17 @@ class InMemoryDataModule(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-        )
+        return make_loader(self.datasets[split], self.hparams.batch_size, self.hparams.num_workers, shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
+
+
+def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool = False) -> DataLoader:
+    """The DataLoader every DataModule here uses: workers kept alive between epochs when there are any."""
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, persistent_workers=num_workers > 0
+    )
