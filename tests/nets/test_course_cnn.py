@@ -1,5 +1,6 @@
 import pytest
 import torch
+from net_checks import check_classifier
 from torch import nn
 
 from lit_mlcourse.nets import CourseCNN
@@ -9,16 +10,7 @@ from lit_mlcourse.nets import CourseCNN
 def test_shapes_finite_and_every_parameter_learns(shape):
     torch.manual_seed(0)
     net = CourseCNN(num_classes=10, in_channels=shape[0], dropout=0.5)
-    x = torch.randn(4, *shape)
-    logits = net(x)
-    assert logits.shape == (4, 10)
-    assert torch.isfinite(logits).all()
-    logits.logsumexp(dim=1).sum().backward()
-    for name, parameter in net.named_parameters():
-        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-    net.eval()  # dropout off: forward must be exactly head(features(x))
-    assert net.features(x).shape == (4, net.out_features)
-    torch.testing.assert_close(net.head(net.features(x)), net(x))
+    check_classifier(net, torch.randn(4, *shape), num_classes=10)
 
 
 def test_layout_is_three_5x5_convs_and_two_linear_layers():

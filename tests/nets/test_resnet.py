@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torchvision
+from net_checks import check_classifier
 from torch import nn
 
 from lit_mlcourse.errors import ConfigValueError
@@ -14,16 +15,8 @@ from lit_mlcourse.nets import ResNet18
 def test_shapes_finite_and_every_parameter_learns(shape, stem):
     torch.manual_seed(0)
     net = ResNet18(num_classes=10, in_channels=shape[0], stem=stem)
-    x = torch.randn(2, *shape)
-    logits = net(x)
-    assert logits.shape == (2, 10)
-    assert torch.isfinite(logits).all()
-    logits.logsumexp(dim=1).sum().backward()
-    for name, parameter in net.named_parameters():
-        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
-    net.eval()  # BatchNorm on running statistics: the same result however the batch is split
-    assert net.features(x).shape == (2, net.out_features) == (2, 512)
-    torch.testing.assert_close(net.head(net.features(x)), net(x))
+    check_classifier(net, torch.randn(2, *shape), num_classes=10)
+    assert net.out_features == 512
 
 
 def _parameter_count(module: nn.Module) -> int:

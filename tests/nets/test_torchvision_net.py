@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torchvision
+from net_checks import check_classifier
 from torch import nn
 
 from lit_mlcourse.downloads import OfflineError
@@ -21,16 +22,7 @@ def offline_hub(monkeypatch, tmp_path):
 def test_shapes_finite_and_every_parameter_learns(name, shape):
     torch.manual_seed(0)
     net = TorchvisionNet(num_classes=10, in_channels=shape[0], name=name)
-    x = torch.randn(2, *shape)
-    logits = net(x)
-    assert logits.shape == (2, 10)
-    assert torch.isfinite(logits).all()
-    logits.logsumexp(dim=1).sum().backward()
-    for parameter_name, parameter in net.named_parameters():
-        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, parameter_name
-    net.eval()  # BatchNorm on running statistics and no dropout: forward is exactly head(features(x))
-    assert net.features(x).shape == (2, net.out_features)
-    torch.testing.assert_close(net.head(net.features(x)), net(x))
+    check_classifier(net, torch.randn(2, *shape), num_classes=10)
 
 
 def test_classifier_becomes_head_and_identity():
