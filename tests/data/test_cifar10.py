@@ -1,4 +1,5 @@
 import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -143,7 +144,9 @@ def test_a_pickle_that_would_run_code_is_refused_even_with_a_matching_checksum(t
 
     checksums["test_batch"] = hashlib.md5(path.read_bytes()).hexdigest()
     dm = CIFAR10DataModule(str(tmp_path), val_size=10, checksums=checksums)
-    with pytest.raises(DataFormatError, match=r"test_batch is not a CIFAR-10 batch: refusing to load (io|builtins)\.open"):
+    with pytest.raises(
+        DataFormatError, match=r"test_batch is not a CIFAR-10 batch: refusing to load (io|builtins)\.open"
+    ):
         dm.setup("fit")
     assert not sentinel.exists()
 

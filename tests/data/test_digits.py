@@ -17,7 +17,7 @@ def test_stratified_splits_cover_all_1797_images_once():
     assert sum(sizes.values()) == 1797
     assert sizes["test"] == 360  # 20 %
     images = torch.cat([ds.tensors[0] for ds in dm.datasets.values()])
-    assert images.shape == (1797, 1, 8, 8) and 0.0 <= images.min() and images.max() <= 1.0
+    assert images.shape == (1797, 1, 8, 8) and images.min() >= 0.0 and images.max() <= 1.0
     for dataset in dm.datasets.values():  # every class in every split, in proportion
         counts = np.bincount(labels(dataset), minlength=10) / len(dataset)
         assert counts.min() > 0.07 and counts.max() < 0.13
@@ -43,7 +43,9 @@ def test_folds_partition_the_non_test_images_and_keep_the_test_set():
     assert all(torch.equal(folds[0].datasets["test"].tensors[0], dm.datasets["test"].tensors[0]) for dm in folds)
 
 
-@pytest.mark.parametrize(("num_folds", "fold", "message"), [(1, 0, "at least 2 folds"), (3, 3, r"fold=3 is outside 0..2")])
+@pytest.mark.parametrize(
+    ("num_folds", "fold", "message"), [(1, 0, "at least 2 folds"), (3, 3, r"fold=3 is outside 0..2")]
+)
 def test_bad_fold_settings(num_folds, fold, message):
     with pytest.raises(ConfigValueError, match=message):
         DigitsDataModule(num_folds=num_folds, fold=fold)

@@ -107,19 +107,19 @@ def test_feature_selection_and_input_shape(tmp_path):
     assert dm.input_shape == (6, 3)
     assert dm.windows.inputs.shape[1:] == (6, 3)
     dm.setup("fit")
-    x, y = next(iter(dm.train_dataloader()))
+    x, _ = next(iter(dm.train_dataloader()))
     assert x.shape[1:] == (6, 3) and x.dtype == torch.float32 and torch.isfinite(x).all()
 
 
 def test_unknown_feature_lists_the_valid_names(tmp_path):
     write_train(tmp_path)
     with pytest.raises(DataFormatError, match=r"unknown measurement\(s\) 'PM25'.*has: AMB_TEMP, CH4, .*PM2.5"):
-        module(tmp_path, features=["PM25", "RH"]).input_shape
+        _ = module(tmp_path, features=["PM25", "RH"]).input_shape
 
 
 def test_missing_file_says_where_it_looked(tmp_path):
     with pytest.raises(DataFileNotFoundError, match=rf"{tmp_path}/train.csv does not exist .*--data.data_dir"):
-        module(tmp_path).input_shape
+        _ = module(tmp_path).input_shape
 
 
 def test_predict_set_from_test_csv(tmp_path):
@@ -158,14 +158,17 @@ def test_hours_per_measurement(tmp_path):
 
 @pytest.mark.parametrize(
     ("hours", "message"),
-    [({"PM10": 3}, r"data.hours names 'PM10', which are not inputs; the inputs are: PM2.5, RH"), ({"*": 10}, "10 is outside 1..window=9")],
+    [
+        ({"PM10": 3}, r"data.hours names 'PM10', which are not inputs; the inputs are: PM2.5, RH"),
+        ({"*": 10}, "10 is outside 1..window=9"),
+    ],
 )
 def test_bad_hours(tmp_path, hours, message):
     from lit_mlcourse.errors import ConfigValueError
 
     write_train(tmp_path)
     with pytest.raises(ConfigValueError, match=message):
-        module(tmp_path, features=["PM2.5", "RH"], hours=hours).input_hours
+        _ = module(tmp_path, features=["PM2.5", "RH"], hours=hours).input_hours
 
 
 def test_interpolation_never_uses_the_hour_to_predict(tmp_path):

@@ -73,7 +73,7 @@ def test_test_file_blocks(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(DataFileNotFoundError, match="train.csv does not exist"):
+    with pytest.raises(DataFileNotFoundError, match=r"train\.csv does not exist"):
         read_train(tmp_path / "train.csv")
 
 
@@ -98,7 +98,10 @@ def test_nr_outside_rainfall_is_an_error(tmp_path):
     fields[10] = "NR"
     lines[1 + PM25] = ",".join(fields)
     path = write_train(tmp_path, lines=lines)
-    with pytest.raises(DataFormatError, match=rf"{path}:{2 + PM25}, hour 7: 'NR' \(no rain\) is only valid for RAINFALL, found it for PM2.5"):
+    with pytest.raises(
+        DataFormatError,
+        match=rf"{path}:{2 + PM25}, hour 7: 'NR' \(no rain\) is only valid for RAINFALL, found it for PM2.5",
+    ):
         read_train(path)
 
 
@@ -114,7 +117,9 @@ def test_header_missing_hour_23(tmp_path):
     lines = train_lines(course_days(1, 2), random_readings(2))
     lines = [",".join(line.split(",")[:-1]) for line in lines]
     path = write_train(tmp_path, lines=lines)
-    with pytest.raises(DataFormatError, match=rf"{path}:1: the header must end with the hours 0..23; missing hour\(s\) 23"):
+    with pytest.raises(
+        DataFormatError, match=rf"{path}:1: the header must end with the hours 0..23; missing hour\(s\) 23"
+    ):
         read_train(path)
 
 
@@ -122,7 +127,9 @@ def test_duplicate_row(tmp_path):
     lines = train_lines(course_days(1, 2), random_readings(2))
     lines.append(lines[3])
     path = write_train(tmp_path, lines=lines)
-    with pytest.raises(DataFormatError, match=rf"{path}:{len(lines)}: a second row for CO on 2014-01-01 \(the first is on line 4\)"):
+    with pytest.raises(
+        DataFormatError, match=rf"{path}:{len(lines)}: a second row for CO on 2014-01-01 \(the first is on line 4\)"
+    ):
         read_train(path)
 
 
@@ -130,7 +137,9 @@ def test_a_day_lacking_a_measurement(tmp_path):
     lines = train_lines(course_days(1, 2), random_readings(2))
     del lines[19 + 5]  # NO2 of the second day
     path = write_train(tmp_path, lines=lines)
-    with pytest.raises(DataFormatError, match="2014-01-02 does not have the same measurements as 2014-01-01; missing NO2"):
+    with pytest.raises(
+        DataFormatError, match="2014-01-02 does not have the same measurements as 2014-01-01; missing NO2"
+    ):
         read_train(path)
 
 

@@ -7,6 +7,7 @@ import io
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ class _ArraysOnly(pickle.Unpickler):
     """The batches are pickles: only what numpy needs to rebuild an array may be loaded, so a file that
     passed its checksum by accident can still not run code."""
 
-    ALLOWED = {
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy", "ndarray"),
         ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
         ("numpy", "dtype"),
@@ -96,10 +97,11 @@ def read_split(folder: Path, names: tuple[str, ...], checksums: Mapping[str, str
             data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             targets = np.asarray(batch["labels"], dtype=np.int64)
         except (KeyError, ValueError) as error:
-            raise DataFormatError(f"{path} lacks the CIFAR-10 layout (data: N x 3072 bytes, labels): {error}.") from error
+            raise DataFormatError(
+                f"{path} lacks the CIFAR-10 layout (data: N x 3072 bytes, labels): {error}."
+            ) from error
         if len(targets) != len(data) or targets.min(initial=0) < 0 or targets.max(initial=0) >= len(CLASS_NAMES):
             raise DataFormatError(f"{path}: {len(data)} images with {len(targets)} labels in 0..9 expected.")
         images.append(torch.from_numpy(data.copy()))
         labels.append(torch.from_numpy(targets))
     return torch.cat(images), torch.cat(labels)
-

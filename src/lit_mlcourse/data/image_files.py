@@ -239,7 +239,9 @@ def decode_all(
     loader = DataLoader(_Decode(paths, size, keep), batch_size=16, num_workers=num_workers, collate_fn=_as_list)
     # A tensor from a worker lives in shared memory that holds one open file per tensor: a private copy
     # frees it, so folders of any size stay under the open-file limit (often 1,024).
-    return [item.clone() if isinstance(item, torch.Tensor) and num_workers else item for batch in loader for item in batch]
+    return [
+        item.clone() if isinstance(item, torch.Tensor) and num_workers else item for batch in loader for item in batch
+    ]
 
 
 def bad_file_message(path: Path, what: str, reason: str, more: int = 0) -> str:

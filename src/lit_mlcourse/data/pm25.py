@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lit_mlcourse.data.folds import check_fold, kfold_split
 from lit_mlcourse.data.in_memory import InMemoryDataModule
-from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError, DataFormatError
 from lit_mlcourse.data.pm25_files import Readings, read_test, read_train
 from lit_mlcourse.data.pm25_windows import MissingPolicy, Windows, chronological_split, interpolate_hours, make_windows
+from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError, DataFormatError
 
 
 class PM25DataModule(InMemoryDataModule):

@@ -53,12 +53,12 @@ def decode(path: Path, encoding: str) -> str:
             failure = error
     if encoding == "auto":
         raise DataFormatError(
-            f"{path}: neither UTF-8 nor Big5 (byte {failure.start}: {raw[failure.start:failure.start + 4]!r}). "
+            f"{path}: neither UTF-8 nor Big5 (byte {failure.start}: {raw[failure.start : failure.start + 4]!r}). "
             "Re-save the file as UTF-8 or set `data.encoding` to its encoding."
         )
     hint = "big5" if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else "auto"
     raise DataFormatError(
-        f"{path}: cannot be read as {encoding} (byte {failure.start}: {raw[failure.start:failure.start + 4]!r}). "
+        f"{path}: cannot be read as {encoding} (byte {failure.start}: {raw[failure.start : failure.start + 4]!r}). "
         f"The course ships train.csv in Big5: set `data.encoding: {hint}`."
     )
 

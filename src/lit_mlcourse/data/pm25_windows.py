@@ -125,7 +125,7 @@ def chronological_split(segment: np.ndarray, val_fraction: float) -> tuple[np.nd
     train, val = [], []
     for value in np.unique(segment):
         members = np.flatnonzero(segment == value)
-        cut = int(round(len(members) * (1.0 - val_fraction)))
+        cut = round(len(members) * (1.0 - val_fraction))
         train.append(members[:cut])
         val.append(members[cut:])
     return np.concatenate(train), np.concatenate(val)

@@ -25,8 +25,12 @@ def random_crop(images: torch.Tensor, padding: int) -> torch.Tensor:
         return images
     batch, channels, height, width = images.shape
     padded = torch.nn.functional.pad(images, (padding,) * 4)
-    rows = torch.randint(0, 2 * padding + 1, (batch, 1), device=images.device) + torch.arange(height, device=images.device)
-    cols = torch.randint(0, 2 * padding + 1, (batch, 1), device=images.device) + torch.arange(width, device=images.device)
+    rows = torch.randint(0, 2 * padding + 1, (batch, 1), device=images.device) + torch.arange(
+        height, device=images.device
+    )
+    cols = torch.randint(0, 2 * padding + 1, (batch, 1), device=images.device) + torch.arange(
+        width, device=images.device
+    )
     # One gather with broadcast indices: (B, 1, 1, 1), (1, C, 1, 1), (B, 1, H, 1), (B, 1, 1, W) -> (B, C, H, W)
     return padded[
         torch.arange(batch, device=images.device)[:, None, None, None],
