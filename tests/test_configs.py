@@ -35,7 +35,7 @@ def test_every_complete_config_instantiates(config, tmp_path, pm25_dir, cifar_la
     instance = cli("--config", str(config), *extra, tmp_path=tmp_path)
     assert instance.model is not None and instance.datamodule is not None
     assert instance.config.checkpoint.monitor == type(instance.model).monitor
-    optimizer = instance.model.make_optimizer(instance.model.parameters())
+    optimizer = instance.model.build_optimizer()
     assert isinstance(optimizer, torch.optim.Optimizer)
 
 
@@ -86,7 +86,7 @@ def test_overrides_from_the_issue(tmp_path, pm25_dir):
     )
     widths = [layer.out_features for layer in instance.model.net.body if isinstance(layer, torch.nn.Linear)]
     assert widths == [64, 32, 1]
-    optimizer = instance.model.make_optimizer(instance.model.parameters())
+    optimizer = instance.model.build_optimizer()
     assert isinstance(optimizer, torch.optim.Adagrad) and optimizer.defaults["lr"] == 0.1
     assert isinstance(instance.model.make_lr_scheduler(optimizer), WarmupDecay)
 
@@ -106,6 +106,6 @@ def test_experiment_name_and_run_folder(tmp_path):
 def test_warmup_in_steps_instead_of_the_configured_fraction(tmp_path):
     instance = cli("--config", str(CONFIGS / "quickstart.yaml"), "--lr_scheduler.warmup_fraction", "0",
                    "--lr_scheduler.warmup_steps", "7", tmp_path=tmp_path)  # fmt: skip
-    optimizer = instance.model.make_optimizer(instance.model.parameters())
+    optimizer = instance.model.build_optimizer()
     scheduler = instance.model.make_lr_scheduler(optimizer)
     assert (scheduler.warmup_steps, scheduler.warmup_fraction) == (7, 0.0)

@@ -199,7 +199,7 @@ class LitCLI(LightningCLI):
         self.model = self._get(self.config_init, "model")
         self._check_data_facts()
         # Build the optimizer and schedule once now: a bad argument fails before any run folder exists.
-        optimizer = self.model.make_optimizer(self.model.parameters())
+        optimizer = self.model.build_optimizer()
         if self.model.make_lr_scheduler is not None:
             self.model.make_lr_scheduler(optimizer)
         self.trainer = self.instantiate_trainer()

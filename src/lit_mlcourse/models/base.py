@@ -1,5 +1,6 @@
 """What every task model shares: the injected optimizer and schedule, and the metric a run is judged by."""
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import lightning as L
@@ -77,8 +78,20 @@ class TaskModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics)
 
+    def parameter_groups(self) -> Iterable[Any]:
+        """What the optimizer trains: parameters, or groups of them; a group's ``lr_factor`` scales the
+        configured learning rate for that group (a fine-tuned backbone's smaller rate, say)."""
+        return self.parameters()
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The configured optimizer over :meth:`parameter_groups`."""
+        optimizer = self.make_optimizer(self.parameter_groups())
+        for group in optimizer.param_groups:
+            group["lr"] *= group.get("lr_factor", 1.0)
+        return optimizer
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.make_optimizer(self.parameters())
+        optimizer = self.build_optimizer()
         if self.make_lr_scheduler is None:
             return optimizer
         scheduler = self.make_lr_scheduler(optimizer)
