@@ -4,7 +4,7 @@ pipeline in DataLoader workers, or the whole split resident on the accelerator a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
@@ -13,9 +13,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 
 from lit_mlcourse.data import cifar10_files as files
+from lit_mlcourse.data.folds import check_label_fraction, labelled_subset
 from lit_mlcourse.data.in_memory import make_loader
 from lit_mlcourse.data.resident import IndexDataset, ResidentTensors, keep_batch
 from lit_mlcourse.data.transforms import CIFAR10_MEAN, CIFAR10_STD, BatchAugmentation, per_sample_pipeline
+from lit_mlcourse.data.views import BatchViews, TwoViews, ViewOptions, check_views, simclr_view
 from lit_mlcourse.downloads import require_online
 from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError
 
@@ -39,11 +41,17 @@ class CIFAR10DataModule(L.LightningDataModule):
         download: download the official archive when the folder is missing and the machine is online.
         checksums: md5 of each file of the folder (default: the official archive's); a file that does not
             match is refused before it is unpickled.
+        label_fraction: share of the training labels kept, stratified and drawn by ``split_seed``
+            (semi-supervised fine-tuning).
+        views: SimCLR's two augmented views per training image (``{}`` for the defaults, see
+            :class:`~lit_mlcourse.data.views.ViewOptions`) instead of the crop / flip / jitter / cutout above;
+            made batch-wise on the device path (no blur there), per sample on the classic path. Validation and
+            test then also serve the unaugmented training images first, for the kNN monitor.
     """
 
     num_classes = 10
     image_shape = (3, 32, 32)
-    class_names = list(files.CLASS_NAMES)
+    class_names: ClassVar[list[str]] = list(files.CLASS_NAMES)
     has_test_set = True
 
     def __init__(
@@ -60,9 +68,18 @@ class CIFAR10DataModule(L.LightningDataModule):
         cutout: NonNegativeInt = 0,
         download: bool = True,
         checksums: dict[str, str] | None = None,
+        label_fraction: float = 1.0,
+        views: ViewOptions | None = None,
     ) -> None:
         super().__init__()
+        check_label_fraction(label_fraction)
         self.save_hyperparameters()
+        self.hparams.views = views = check_views(views)
+        if views is not None and data_path == "device" and views.get("blur_probability", 0.0) > 0:
+            raise ConfigValueError(
+                "data.views.blur_probability: the device path makes views batch-wise without blur; "
+                "set data.data_path: classic for blurred views, or blur_probability: 0."
+            )
         self.checksums = dict(checksums or files.STANDARD_MD5)
         unknown = set(self.checksums) ^ set(files.STANDARD_MD5)
         if unknown:
@@ -71,6 +88,7 @@ class CIFAR10DataModule(L.LightningDataModule):
                 f"it differs in {', '.join(sorted(unknown))}."
             )
         self.augmentation = BatchAugmentation(CIFAR10_MEAN, CIFAR10_STD, padding, flip, color_jitter, cutout)
+        self.views = None if views is None else BatchViews(CIFAR10_MEAN, CIFAR10_STD, **views)
         self.splits = ResidentTensors()
         self._check_reachable()
 
@@ -80,7 +98,10 @@ class CIFAR10DataModule(L.LightningDataModule):
         if all((folder / name).is_file() for name in self.checksums):
             return
         where = f"CIFAR-10 is not in {folder}"
-        instead = f"extract {files.URL} into {self.hparams.data_dir}, or set --data.data_dir to the folder holding {files.FOLDER}/"
+        instead = (
+            f"extract {files.URL} into {self.hparams.data_dir}, "
+            f"or set --data.data_dir to the folder holding {files.FOLDER}/"
+        )
         if not self.hparams.download:
             raise DataFileNotFoundError(f"{where}: {instead}.")
         require_online(files.URL, where, instead)
@@ -98,30 +119,41 @@ class CIFAR10DataModule(L.LightningDataModule):
             raise ConfigValueError(f"data.val_size={hp.val_size} must be below the {len(labels)} training images.")
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(hp.split_seed))
         val, train = order[: hp.val_size], order[hp.val_size :]
+        train = train[labelled_subset(labels[train].numpy(), hp.label_fraction, hp.split_seed)]
         self.splits["train"] = (images[train], labels[train])
         self.splits["val"] = (images[val], labels[val])
         self.splits["test"] = files.read_split(folder, ("test_batch",), self.checksums)
         self.splits["predict"] = self.splits.host["test"]
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        """Loader of ``split``; ``bank`` is the training images without augmentation (SimCLR's kNN monitor)."""
         hp = self.hparams
+        source = "train" if split == "bank" else split
         if hp.data_path == "device":
-            dataset = IndexDataset(split, len(self.splits.host[split][0]))
+            dataset = IndexDataset(split, len(self.splits.host[source][0]))
             return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, collate_fn=keep_batch)
-        transform = per_sample_pipeline(
-            CIFAR10_MEAN, CIFAR10_STD, 32, hp.padding, hp.flip, hp.color_jitter, hp.cutout, train=split == "train"
-        )
-        images, labels = self.splits.host[split]
+        if split == "train" and hp.views is not None:
+            transform = TwoViews(simclr_view(32, 3, CIFAR10_MEAN, CIFAR10_STD, **hp.views))
+        else:
+            transform = per_sample_pipeline(
+                CIFAR10_MEAN, CIFAR10_STD, 32, hp.padding, hp.flip, hp.color_jitter, hp.cutout, train=split == "train"
+            )
+        images, labels = self.splits.host[source]
         return make_loader(_TransformedImages(images, labels, transform), hp.batch_size, hp.num_workers, shuffle)
+
+    def _with_bank(self, split: str) -> DataLoader | list[DataLoader]:
+        # With SimCLR views, evaluation first reads the unaugmented training images (the kNN monitor's
+        # memory bank), then the split it scores.
+        return self._loader(split) if self.hparams.views is None else [self._loader("bank"), self._loader(split)]
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        return self._with_bank("val")
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        return self._with_bank("test")
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")
@@ -130,7 +162,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         if not isinstance(batch, dict):
             return batch  # the classic path's batches are ready
         split, index = batch["split"], batch["index"]
-        images, labels = self.splits.on(split, index.device)
+        images, labels = self.splits.on("train" if split == "bank" else split, index.device)
+        if split == "train" and self.views is not None:
+            return self.views(images[index]), labels[index]  # ((B, 3, 32, 32), (B, 3, 32, 32)) float32
         # (B,) indices -> (B, 3, 32, 32) uint8 -> augmented, normalized float32
         inputs = self.augmentation(images[index], train=split == "train")
         return inputs if split == "predict" else (inputs, labels[index])
@@ -145,5 +179,8 @@ class _TransformedImages(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(tv_tensors.Image(self.images[index])).as_subclass(torch.Tensor), int(self.labels[index])
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image = self.transform(tv_tensors.Image(self.images[index]))
+        if isinstance(image, tuple):  # SimCLR's two views
+            return tuple(view.as_subclass(torch.Tensor) for view in image), int(self.labels[index])
+        return image.as_subclass(torch.Tensor), int(self.labels[index])

@@ -30,3 +30,27 @@ def kfold_split(
         splits = StratifiedKFold(num_folds, shuffle=True, random_state=seed).split(np.arange(n), labels)
     train, val = list(splits)[fold]
     return train, val
+
+
+def labelled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted positions of a stratified ``fraction`` of ``labels`` (each class keeps its share, the total is
+    ``round(fraction * len(labels))``), drawn by ``seed``: the labelled part of a semi-supervised training set."""
+    from sklearn.model_selection import train_test_split
+
+    check_label_fraction(fraction)
+    count = max(len(np.unique(labels)), round(fraction * len(labels)))  # at least one image per class
+    if count >= len(labels):
+        return np.arange(len(labels))
+    try:
+        kept, _ = train_test_split(np.arange(len(labels)), train_size=count, stratify=labels, random_state=seed)
+    except ValueError as error:  # a class with a single image cannot be stratified
+        raise ConfigValueError(
+            f"data.label_fraction={fraction} cannot draw a stratified subset of the {len(labels)} training labels "
+            f"({error}). Use label_fraction 1 or more images per class."
+        ) from None
+    return np.sort(kept)
+
+
+def check_label_fraction(fraction: float) -> None:
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigValueError(f"data.label_fraction={fraction} must be in (0, 1]: the share of training labels kept.")

@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from lit_mlcourse.data import image_files as files
-from lit_mlcourse.data.folds import check_fold, kfold_split
+from lit_mlcourse.data.folds import check_fold, check_label_fraction, kfold_split, labelled_subset
 from lit_mlcourse.data.in_memory import InMemoryDataModule
+from lit_mlcourse.data.views import TwoViews, ViewOptions, check_views, simclr_view
 from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError, DataFormatError
 
 # Per-channel mean and standard deviation of the ImageNet training images, in [0, 1] units: what
@@ -108,6 +109,11 @@ class ImageFolderDataModule(InMemoryDataModule):
             the whole folder), stratified and drawn by ``split_seed`` (``None``: the fixed split). ``lit cv``
             sets it.
         fold: which fold is the validation set.
+        label_fraction: share of the training labels kept, stratified and drawn by ``split_seed``
+            (semi-supervised fine-tuning).
+        views: SimCLR's two augmented views per training image (``{}`` for the defaults, see
+            :class:`~lit_mlcourse.data.views.ViewOptions`) instead of ``augment``; validation and test then
+            also serve the unaugmented training images first, for the kNN monitor.
     """
 
     def __init__(
@@ -126,10 +132,14 @@ class ImageFolderDataModule(InMemoryDataModule):
         predict_dir: str | None = None,
         num_folds: int | None = None,
         fold: NonNegativeInt = 0,
+        label_fraction: float = 1.0,
+        views: ViewOptions | None = None,
     ) -> None:
         super().__init__()
         check_fold(num_folds, fold)
+        check_label_fraction(label_fraction)
         self.save_hyperparameters()
+        self.hparams.views = check_views(views)
         self.resize = round(image_size * 8 / 7) if resize is None else int(resize)
         if self.resize < image_size:
             raise ConfigValueError(
@@ -155,11 +165,17 @@ class ImageFolderDataModule(InMemoryDataModule):
     def setup(self, stage: str) -> None:
         if stage == "test" and not self.has_test_set:
             raise ConfigValueError(self._no_test_set())
-        todo = [split for split in STAGE_SPLITS[stage] if split not in self.datasets]
+        hp = self.hparams
+        # SimCLR's kNN monitor scores any split against the training images.
+        wanted = STAGE_SPLITS[stage] + (("train",) if hp.views is not None and stage in ("validate", "test") else ())
+        todo = [split for split in wanted if split not in self.datasets]
         if not todo:
             return
         listed = {split: self._list(split) for split in todo}
-        hp = self.hparams
+        if "train" in listed and hp.label_fraction < 1:
+            paths, labels = listed["train"]
+            keep = labelled_subset(np.array(labels), hp.label_fraction, hp.split_seed)
+            listed["train"] = ([paths[i] for i in keep], [labels[i] for i in keep])
         decoded = None
         if hp.cache or hp.on_bad_file == "skip":
             # The splits of this stage in one pass of the workers; without the cache only to find bad files,
@@ -174,13 +190,18 @@ class ImageFolderDataModule(InMemoryDataModule):
             start += len(paths)
             self.datasets[split] = self._dataset(split, paths, labels, results, skipped)
         files.report(skipped, f"Skipped {files.count(len(skipped), 'bad image file')} (on_bad_file=skip):")
+        if "train" in todo and hp.views is not None:
+            train = self.datasets["train"]
+            self.datasets["bank"] = ImageDataset(
+                train.paths, train.labels, eval_transform(hp.image_size), self.resize, train.describe, train.images
+            )
         if "predict" in todo:
             self.predict_paths = [str(path) for path in self.datasets["predict"].paths]
 
     def test_dataloader(self) -> DataLoader:
         if not self.has_test_set:
             raise ConfigValueError(self._no_test_set())
-        return self._loader("test")
+        return self._with_bank(self._loader("test"))
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")
@@ -320,8 +341,11 @@ def _to_float() -> list:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
 
 
-def train_transform(hp) -> v2.Compose:
-    """Augmentation of training images (uint8 in, normalized float out), chosen by ``hp.augment``."""
+def train_transform(hp) -> v2.Compose | TwoViews:
+    """Augmentation of training images (uint8 in, normalized float out), chosen by ``hp.augment``, or
+    SimCLR's two views when ``hp.views`` is set."""
+    if hp.views is not None:
+        return TwoViews(simclr_view(hp.image_size, 3, IMAGENET_MEAN, IMAGENET_STD, **hp.views))
     if hp.augment == "standard":
         steps = [
             v2.RandomResizedCrop(hp.image_size, scale=(hp.min_scale, 1.0), antialias=True),

@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader, Dataset
 
 class InMemoryDataModule(L.LightningDataModule):
     """Serves ``self.datasets[split]`` (built in ``setup``) with ``batch_size`` and ``num_workers``
-    from the subclass's hyperparameters; training batches are shuffled."""
+    from the subclass's hyperparameters; training batches are shuffled. A ``bank`` split (the unaugmented
+    training images, set up for SimCLR's views) is served before the validation and test splits."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -20,8 +21,13 @@ class InMemoryDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        return self._with_bank(self._loader("val"))
+
+    def _with_bank(self, loader: DataLoader) -> DataLoader | list[DataLoader]:
+        # With SimCLR views, evaluation first reads the unaugmented training images (the kNN monitor's
+        # memory bank), then the split it scores.
+        return [self._loader("bank"), loader] if "bank" in self.datasets else loader
 
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool = False) -> DataLoader:

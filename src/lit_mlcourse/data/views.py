@@ -11,15 +11,45 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from lit_mlcourse.data.transforms import color_jitter, gray_weights, normalize
+from lit_mlcourse.errors import ConfigValueError
 
-# 8x8 digits: a crop keeps at least half of the image, and no flips (a mirrored 2 or 5 is another shape).
-DIGITS = {"min_scale": 0.5, "flip": False}
+
+class ViewOptions(TypedDict, total=False):
+    """What a DataModule's ``views`` may set (any subset; the rest keep :func:`simclr_view`'s defaults).
+    For 8x8 digits: ``{min_scale: 0.5, flip: false}`` (a crop keeps at least half of the image, and a
+    mirrored 2 or 5 is another shape)."""
+
+    min_scale: float
+    flip: bool
+    jitter: float
+    jitter_probability: float
+    grayscale_probability: float
+    blur_probability: float
+
+
+def check_views(views: ViewOptions | None) -> dict | None:
+    """``views`` as a plain dict (checkpoint hyperparameters stay safe to load), its values checked."""
+    if views is None:
+        return None
+    views = dict(views)
+    for key in ("jitter_probability", "grayscale_probability", "blur_probability"):
+        if not 0.0 <= views.get(key, 0.0) <= 1.0:
+            raise ConfigValueError(f"data.views.{key}={views[key]} is a probability: give a value in [0, 1].")
+    if not 0.0 < views.get("min_scale", 0.08) <= 1.0:
+        raise ConfigValueError(
+            f"data.views.min_scale={views['min_scale']} must be in (0, 1]: the share of the area a crop keeps."
+        )
+    if views.get("jitter", 0.0) < 0:
+        raise ConfigValueError(f"data.views.jitter={views['jitter']} must be >= 0.")
+    return views
 
 
 def simclr_view(
@@ -60,6 +90,21 @@ class TwoViews:
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.view(image), self.view(image)
+
+
+class ViewPairs(Dataset):
+    """``dataset``'s ``(image, label)`` samples as ``((view 1, view 2), label)``: SimCLR's training set.
+    The labels stay for the online linear probe."""
+
+    def __init__(self, dataset: Dataset, views: TwoViews) -> None:
+        self.dataset, self.views = dataset, views
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[tuple[torch.Tensor, torch.Tensor], int]:
+        image, label = self.dataset[index]
+        return self.views(image), label
 
 
 def random_resized_crop(images: torch.Tensor, min_scale: float, flip: bool = False) -> torch.Tensor:
