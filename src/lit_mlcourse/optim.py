@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from lit_mlcourse.errors import ConfigValueError
+
 
 class LARS(torch.optim.Optimizer):
     """SGD with momentum whose per-parameter step is scaled by ``trust_coefficient * ||p|| / ||g||``.
@@ -40,13 +42,13 @@ class LARS(torch.optim.Optimizer):
         nesterov: bool = False,
     ) -> None:
         if lr < 0:
-            raise ValueError(f"LARS: lr must be >= 0, got lr={lr}")
+            raise ConfigValueError(f"LARS: lr must be >= 0, got lr={lr}")
         if not 0 <= momentum < 1:
-            raise ValueError(f"LARS: momentum must be in [0, 1), got momentum={momentum}")
+            raise ConfigValueError(f"LARS: momentum must be in [0, 1), got momentum={momentum}")
         if weight_decay < 0:
-            raise ValueError(f"LARS: weight_decay must be >= 0, got weight_decay={weight_decay}")
+            raise ConfigValueError(f"LARS: weight_decay must be >= 0, got weight_decay={weight_decay}")
         if trust_coefficient <= 0:
-            raise ValueError(f"LARS: trust_coefficient must be > 0, got trust_coefficient={trust_coefficient}")
+            raise ConfigValueError(f"LARS: trust_coefficient must be > 0, got trust_coefficient={trust_coefficient}")
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, trust_coefficient=trust_coefficient,
             eps=eps, exclude_1d=exclude_1d, nesterov=nesterov,

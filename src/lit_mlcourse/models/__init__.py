@@ -1,6 +1,8 @@
 """LightningModules, one training task each."""
 
 from lit_mlcourse.models.classification import ImageClassifier
+from lit_mlcourse.models.finetune import FineTunedClassifier
 from lit_mlcourse.models.regression import Regressor
+from lit_mlcourse.models.simclr import SimCLR
 
-__all__ = ["ImageClassifier", "Regressor"]
+__all__ = ["FineTunedClassifier", "ImageClassifier", "Regressor", "SimCLR"]

@@ -78,6 +78,11 @@ def weights_from_checkpoint() -> Iterator[None]:
         _RESTORING.reset(token)
 
 
+def restoring_checkpoint() -> bool:
+    """Whether networks are being built inside :func:`weights_from_checkpoint` (pretrained weights skipped)."""
+    return _RESTORING.get()
+
+
 # Models with auxiliary classifiers used in training only: their parameters would get no gradient here
 # (DDP then fails), and pretrained weights switch on an input transform that must be kept when restoring.
 _AUXILIARY = ("googlenet", "inception_v3")
