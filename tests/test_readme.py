@@ -4,9 +4,11 @@ its install and test commands are where .ci/run looks for them."""
 import shlex
 
 import pytest
+import torch
 from conftest import ROOT
 
 from lit_mlcourse.cli import LitCLI
+from lit_mlcourse.models.simclr import CHECKPOINT_TAG
 
 README = (ROOT / "README.md").read_text()
 
@@ -35,8 +37,20 @@ def test_readme_fit_command_instantiates(command, tmp_path, pm25_dir, hymenopter
         args = [arg for arg in args if arg != "--data.data_dir" and arg != "data"] + ["--config", str(cifar_layer)]
     local = {"data/pm25": pm25_dir, "../shared/data/hymenoptera_data": hymenoptera_dir}
     args = [str(local.get(arg, arg)) for arg in args]
+    if "--model.backbone_ckpt" in args:  # the pretraining run of the line before: a stand-in checkpoint
+        at = args.index("--model.backbone_ckpt")
+        args[at + 1] = str(simclr_checkpoint(args[:at] + args[at + 2 :], tmp_path))
     cli = LitCLI(args=[*args, "--trainer.default_root_dir", str(tmp_path)], run=False)
     assert cli.model is not None and cli.trainer is not None
+
+
+def simclr_checkpoint(args: list[str], tmp_path) -> str:
+    """A SimCLR-tagged checkpoint holding the backbone of the fine-tune these arguments configure."""
+    features = LitCLI(args=[*args, "--trainer.default_root_dir", str(tmp_path)], run=False).model.net.features
+    path = tmp_path / "simclr.ckpt"
+    state = {f"backbone.{key}": value for key, value in features.state_dict().items()}
+    torch.save({"state_dict": state, "lit_mlcourse_task": CHECKPOINT_TAG}, path)
+    return path
 
 
 def test_ci_blocks_hold_one_command_each():

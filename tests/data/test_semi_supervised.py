@@ -65,13 +65,15 @@ def test_views_options_are_checked():
 
 def test_image_folder_views_and_label_fraction(tmp_path):
     root = make_splits(tmp_path / "images", {"ants": 20, "bees": 10})
-    dm = ImageFolderDataModule(str(root), image_size=8, batch_size=4, num_workers=0, views={}, label_fraction=0.5)
+    tenth = ImageFolderDataModule(str(root), image_size=8, num_workers=0, label_fraction=0.5)
+    tenth.setup("fit")
+    assert Counter(tenth.datasets["train"].labels) == {0: 10, 1: 5} and len(tenth.datasets["val"]) == 30
+    dm = ImageFolderDataModule(str(root), image_size=8, batch_size=4, num_workers=0, views={})
     dm.setup("fit")
-    assert Counter(dm.datasets["train"].labels) == {0: 10, 1: 5}
     (view1, view2), _ = next(iter(dm.train_dataloader()))
     assert view1.shape == view2.shape == (4, 3, 8, 8) and not torch.equal(view1, view2)
     bank, val = dm.val_dataloader()
-    assert len(bank.dataset) == 15 and len(val.dataset) == 30
+    assert len(bank.dataset) == 30 and len(val.dataset) == 30
     validate_only = ImageFolderDataModule(str(root), image_size=8, num_workers=0, views={})
     validate_only.setup("validate")  # `lit validate` of a SimCLR checkpoint also needs the bank
     assert len(validate_only.val_dataloader()) == 2
@@ -82,11 +84,13 @@ def test_cifar_views_on_both_paths_and_label_fraction(tmp_path, data_path):
     checksums = write_cifar_folder(tmp_path, per_batch=40)
     dm = CIFAR10DataModule(
         str(tmp_path), data_path=data_path, val_size=40, batch_size=16, checksums=checksums,
-        views={}, label_fraction=0.5,
+        views={},
     )  # fmt: skip
     dm.setup("fit")
     train_labels = dm.splits.host["train"][1]
-    assert len(train_labels) == 80  # half of the 160 training images
+    half = CIFAR10DataModule(str(tmp_path), val_size=40, checksums=checksums, label_fraction=0.5)
+    half.setup("fit")
+    assert len(half.splits.host["train"][1]) == 80 and len(train_labels) == 160  # half of the training images
     (view1, view2), labels = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert view1.shape == view2.shape == (16, 3, 32, 32) and view1.dtype == torch.float32
     assert not torch.equal(view1, view2) and labels.shape == (16,)
@@ -102,3 +106,10 @@ def test_cifar_device_views_have_no_blur(tmp_path):
     checksums = write_cifar_folder(tmp_path, per_batch=40)
     with pytest.raises(ConfigValueError, match=r"data\.views\.blur_probability: the device path"):
         CIFAR10DataModule(str(tmp_path), checksums=checksums, views={"blur_probability": 0.5})
+    # What the message suggests works: blur_probability 0 on the device path.
+    assert CIFAR10DataModule(str(tmp_path), checksums=checksums, views={"blur_probability": 0.0}).views is not None
+
+
+def test_label_fraction_with_views_is_refused():
+    with pytest.raises(ConfigValueError, match=r"data.label_fraction=0.1 with data.views: SimCLR pretrains on every"):
+        DigitsDataModule(views={}, label_fraction=0.1)

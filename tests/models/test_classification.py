@@ -70,3 +70,10 @@ def test_channels_last_changes_memory_order_not_results():
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(fast(x), plain(x))
+
+
+def test_a_classifier_refuses_simclr_views(tmp_path):
+    model = ImageClassifier(small_cnn, num_classes=10, image_shape=(1, 8, 8))
+    trainer = L.Trainer(fast_dev_run=1, default_root_dir=tmp_path, enable_progress_bar=False)
+    with pytest.raises(ConfigValueError, match=r"data.views makes SimCLR's pairs of views, which a classifier cannot"):
+        trainer.fit(model, DigitsDataModule(views={}))

@@ -1,9 +1,12 @@
+import lightning as L
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
+from lit_mlcourse.data import DigitsDataModule
 from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError
 from lit_mlcourse.models import FineTunedClassifier, ImageClassifier, SimCLR
-from lit_mlcourse.nets import ResNet18, SmallCNN
+from lit_mlcourse.nets import MLP, ResNet18, SmallCNN
 
 
 def small_cnn(num_classes: int, in_channels: int) -> SmallCNN:
@@ -75,14 +78,29 @@ def test_missing_and_corrupt_files_are_named(tmp_path):
 
 def test_linear_mode_freezes_the_backbone_in_eval_mode(simclr_ckpt):
     model = finetuned(simclr_ckpt, mode="linear")
-    model.train()
-    assert not model.net.features.training and model.net.head.training
     assert not any(p.requires_grad for p in model.net.features.parameters())
     trained = {id(p) for p in model.parameter_groups()}
     assert trained == {id(p) for p in model.net.head.parameters()}
-    before = model.net.features.state_dict()["0.1.running_mean"].clone()
-    model(torch.randn(8, 1, 8, 8) * 5 + 3)
-    torch.testing.assert_close(model.net.features.state_dict()["0.1.running_mean"], before)  # statistics kept
+    model.train()
+    assert not model.net.features.training and model.net.head.training
+
+
+def test_linear_mode_keeps_the_pretrained_weights_and_statistics_through_a_fit(simclr_ckpt, tmp_path):
+    model = finetuned(simclr_ckpt, mode="linear")
+    pretrained = {key: value.clone() for key, value in model.net.features.state_dict().items()}
+    head = model.net.head[1].weight.clone()
+    data = DigitsDataModule(batch_size=32)
+    data.num_classes = 3  # the head of this test's model: three classes
+    data.setup("fit")
+    for split in ("train", "val"):
+        images, labels = data.datasets[split].tensors
+        data.datasets[split] = TensorDataset(images * 3 + 1, labels % 3)  # other statistics than the pretraining's
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=2, default_root_dir=tmp_path,
+                        enable_progress_bar=False, logger=False, enable_checkpointing=False)  # fmt: skip
+    trainer.fit(model, data)
+    for key, value in model.net.features.state_dict().items():
+        torch.testing.assert_close(value, pretrained[key], msg=key)  # weights and batch-norm running statistics
+    assert not torch.equal(model.net.head[1].weight, head)  # the head trained
 
 
 def test_finetune_mode_scales_the_backbone_learning_rate(simclr_ckpt):
@@ -99,3 +117,16 @@ def test_without_a_checkpoint_it_is_the_scratch_baseline():
     plain = ImageClassifier(small_cnn, num_classes=3, image_shape=(1, 8, 8))
     for (name, value), (_, reference) in zip(scratch.state_dict().items(), plain.state_dict().items(), strict=True):
         torch.testing.assert_close(value, reference, msg=name)
+
+
+def test_a_network_without_features_is_refused():
+    def mlp(num_classes, in_channels):
+        return MLP(64, num_classes)
+
+    with pytest.raises(ConfigValueError, match=r"model.net: MLP has no `features`"):
+        finetuned(None, net=mlp)
+
+
+def test_the_scratch_baseline_trains_its_backbone_at_the_full_rate():
+    model = finetuned(None, backbone_lr_factor=0.1, optimizer=lambda p: torch.optim.SGD(p, lr=0.5))
+    assert [group["lr"] for group in model.build_optimizer().param_groups] == pytest.approx([0.5, 0.5])

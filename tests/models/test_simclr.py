@@ -10,7 +10,7 @@ from lit_mlcourse.errors import ConfigValueError
 from lit_mlcourse.losses import nt_xent
 from lit_mlcourse.models import SimCLR
 from lit_mlcourse.models.simclr import knn_predict
-from lit_mlcourse.nets import SmallCNN
+from lit_mlcourse.nets import MLP, SmallCNN
 
 
 def small_cnn(num_classes: int, in_channels: int) -> SmallCNN:
@@ -34,7 +34,9 @@ def test_knn_vote_matches_scikit_learn_cosine_neighbours(k):
 def test_backbone_keeps_the_features_and_drops_the_head():
     model = simclr(projection_dim=32)
     assert model(torch.randn(3, 1, 8, 8)).shape == (3, 16)  # SmallCNN's out_features
-    assert not any(key.startswith("backbone.") and "head" in key for key in model.state_dict())
+    prefixes = {key.split(".")[0] for key in model.state_dict() if not key.startswith(("train_", "val_", "test_"))}
+    assert prefixes == {"backbone", "projection", "probe"}
+    torch.testing.assert_close(model.backbone(torch.ones(1, 1, 8, 8)).shape, torch.Size([1, 16]))
     assert model.projection(torch.randn(3, 16)).shape == (3, 32)
 
 
@@ -50,10 +52,11 @@ def test_training_loss_is_nt_xent_of_both_views_plus_the_detached_probe():
     projections = model.projection(features)
     expected = nt_xent(projections[:4], projections[4:], 0.3) + F.cross_entropy(model.probe(features[:4]), labels)
     torch.testing.assert_close(loss, expected)
-    loss.backward()
     # The probe's loss must not train the backbone: its features are detached.
-    probe_only = model.probe(model.backbone(view1).detach())
-    assert probe_only.grad_fn is not None and model.probe.weight.grad is not None
+    probe_loss = loss - nt_xent(projections[:4], projections[4:], 0.3)
+    gradients = torch.autograd.grad(probe_loss, list(model.backbone.parameters()), allow_unused=True)
+    assert all(gradient is None or not gradient.any() for gradient in gradients)
+    assert torch.autograd.grad(probe_loss, model.probe.weight)[0].abs().sum() > 0
 
 
 def test_probe_gets_no_weight_decay():
@@ -65,7 +68,9 @@ def test_probe_gets_no_weight_decay():
 
 def test_data_without_views_is_refused_naming_the_setting(tmp_path):
     trainer = L.Trainer(fast_dev_run=1, default_root_dir=tmp_path, enable_progress_bar=False)
-    with pytest.raises(ConfigValueError, match=r"DigitsDataModule has no views set: add `views: \{\}`"):
+    with pytest.raises(
+        ConfigValueError, match=r"with `views: \{\}` \(or view options.*; DigitsDataModule has no views set\."
+    ):
         trainer.fit(simclr(), DigitsDataModule())
 
 
@@ -85,3 +90,11 @@ def test_a_short_fit_reports_knn_and_probe_accuracy(tmp_path):
 def test_bad_temperature_is_refused():
     with pytest.raises(ConfigValueError, match=r"model.temperature=0 must be > 0"):
         simclr(temperature=0)
+
+
+def test_a_network_without_features_is_refused():
+    def mlp(num_classes, in_channels):
+        return MLP(64, num_classes)
+
+    with pytest.raises(ConfigValueError, match=r"model.backbone: MLP has no `features`"):
+        SimCLR(mlp, num_classes=10, image_shape=(1, 8, 8))

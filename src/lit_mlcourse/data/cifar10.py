@@ -74,7 +74,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         super().__init__()
         check_label_fraction(label_fraction)
         self.save_hyperparameters()
-        self.hparams.views = views = check_views(views)
+        self.hparams.views = views = check_views(views, label_fraction)
         if views is not None and data_path == "device" and views.get("blur_probability", 0.0) > 0:
             raise ConfigValueError(
                 "data.views.blur_probability: the device path makes views batch-wise without blur; "
@@ -88,7 +88,8 @@ class CIFAR10DataModule(L.LightningDataModule):
                 f"it differs in {', '.join(sorted(unknown))}."
             )
         self.augmentation = BatchAugmentation(CIFAR10_MEAN, CIFAR10_STD, padding, flip, color_jitter, cutout)
-        self.views = None if views is None else BatchViews(CIFAR10_MEAN, CIFAR10_STD, **views)
+        batch_views = {key: value for key, value in (views or {}).items() if key != "blur_probability"}
+        self.views = None if views is None else BatchViews(CIFAR10_MEAN, CIFAR10_STD, **batch_views)
         self.splits = ResidentTensors()
         self._check_reachable()
 

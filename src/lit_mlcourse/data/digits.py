@@ -56,7 +56,7 @@ class DigitsDataModule(InMemoryDataModule):
         check_fold(num_folds, fold)
         check_label_fraction(label_fraction)
         self.save_hyperparameters()
-        self.hparams.views = check_views(views)
+        self.hparams.views = check_views(views, label_fraction)
 
     def setup(self, stage: str) -> None:
         if self.datasets:

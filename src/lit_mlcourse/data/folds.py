@@ -43,10 +43,10 @@ def labelled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarra
         return np.arange(len(labels))
     try:
         kept, _ = train_test_split(np.arange(len(labels)), train_size=count, stratify=labels, random_state=seed)
-    except ValueError as error:  # a class with a single image cannot be stratified
+    except ValueError as error:  # a class with one image, or too few left out to hold every class
         raise ConfigValueError(
             f"data.label_fraction={fraction} cannot draw a stratified subset of the {len(labels)} training labels "
-            f"({error}). Use label_fraction 1 or more images per class."
+            f"({error}). Use a smaller label_fraction, or 1 to keep every label."
         ) from None
     return np.sort(kept)
 

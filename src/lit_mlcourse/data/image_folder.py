@@ -139,7 +139,7 @@ class ImageFolderDataModule(InMemoryDataModule):
         check_fold(num_folds, fold)
         check_label_fraction(label_fraction)
         self.save_hyperparameters()
-        self.hparams.views = check_views(views)
+        self.hparams.views = check_views(views, label_fraction)
         self.resize = round(image_size * 8 / 7) if resize is None else int(resize)
         if self.resize < image_size:
             raise ConfigValueError(

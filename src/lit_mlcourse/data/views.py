@@ -35,10 +35,15 @@ class ViewOptions(TypedDict, total=False):
     blur_probability: float
 
 
-def check_views(views: ViewOptions | None) -> dict | None:
+def check_views(views: ViewOptions | None, label_fraction: float = 1.0) -> dict | None:
     """``views`` as a plain dict (checkpoint hyperparameters stay safe to load), its values checked."""
     if views is None:
         return None
+    if label_fraction < 1:
+        raise ConfigValueError(
+            f"data.label_fraction={label_fraction} with data.views: SimCLR pretrains on every training image, "
+            "labelled or not; label_fraction is for the fine-tune. Remove one of the two."
+        )
     views = dict(views)
     for key in ("jitter_probability", "grayscale_probability", "blur_probability"):
         if not 0.0 <= views.get(key, 0.0) <= 1.0:

@@ -40,6 +40,7 @@ class ImageClassifier(TaskModule):
 
     monitor = "val/acc"
     monitor_mode = "max"
+    needs_features = False  # a subclass that loads or freezes net.features sets it
 
     def __init__(
         self,
@@ -62,6 +63,8 @@ class ImageClassifier(TaskModule):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.class_names = list(class_names) if class_names else [str(index) for index in range(num_classes)]
         self.net = net(num_classes, image_shape[0])
+        if self.needs_features:
+            check_features(self.net, "model.net")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # validate_args off: checking the targets' range costs a GPU-to-CPU sync per metric and step. The
         # loss (cross-entropy) already refuses out-of-range targets.
@@ -77,6 +80,14 @@ class ImageClassifier(TaskModule):
         self.val_confusion = torchmetrics.ConfusionMatrix(**options)
         self.test_confusion = self.val_confusion.clone()
         self.confusion: dict[str, torch.Tensor] = {}
+
+    def setup(self, stage: str) -> None:
+        views = getattr(getattr(self.trainer, "datamodule", None), "hparams", {}).get("views")
+        if views is not None:
+            raise ConfigValueError(
+                "data.views makes SimCLR's pairs of views, which a classifier cannot train on: remove data.views "
+                "(a classifier's augmentation is set by the data's own options)."
+            )
 
     def configure_model(self) -> None:
         if self.hparams.channels_last:
@@ -121,3 +132,13 @@ class ImageClassifier(TaskModule):
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).softmax(dim=1)  # (B, num_classes) class probabilities
+
+
+def check_features(net: nn.Module, key: str) -> None:
+    """``net`` must split into ``features`` (with ``out_features``) and a head, as every image network of
+    ``lit_mlcourse.nets`` does."""
+    if not isinstance(getattr(net, "features", None), nn.Module) or not hasattr(net, "out_features"):
+        raise ConfigValueError(
+            f"{key}: {type(net).__name__} has no `features` module and `out_features`: use an image network "
+            "of lit_mlcourse.nets (SmallCNN, CourseCNN, ResNet18, FastNet, TorchvisionNet)."
+        )

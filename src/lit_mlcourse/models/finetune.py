@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError
@@ -23,11 +24,14 @@ class FineTunedClassifier(ImageClassifier):
         backbone_ckpt: the SimCLR checkpoint (``best.ckpt`` of a ``configs/*_simclr.yaml`` run); ``None``
             trains from scratch (the baseline a pretraining must beat).
         mode: ``linear`` freezes the backbone and keeps it in eval mode (its batch-norm statistics too): only
-            the head trains, the linear evaluation protocol. ``finetune`` trains everything, the backbone at
-            ``backbone_lr_factor`` times the learning rate.
-        backbone_lr_factor: the backbone's share of the learning rate in ``finetune`` mode.
+            the head trains, the linear evaluation protocol. ``finetune`` trains everything, a pretrained
+            backbone at ``backbone_lr_factor`` times the learning rate.
+        backbone_lr_factor: the pretrained backbone's share of the learning rate in ``finetune`` mode (without
+            ``backbone_ckpt`` every weight trains at the full rate).
         The other arguments are :class:`~lit_mlcourse.models.ImageClassifier`'s.
     """
+
+    needs_features = True
 
     def __init__(
         self,
@@ -53,7 +57,13 @@ class FineTunedClassifier(ImageClassifier):
         if backbone_ckpt is not None and not restoring_checkpoint():
             load_backbone(backbone_ckpt, self.net.features)
         if mode == "linear":
-            self.net.features.requires_grad_(False)
+            # Lightning keeps each module's train/eval mode as the model sets it (it never calls .train() in
+            # fit), so eval mode set here holds through training; train() below keeps it for manual calls.
+            self.net.features.requires_grad_(False).eval()
+            if backbone_ckpt is None:
+                rank_zero_warn(
+                    "model.mode=linear without model.backbone_ckpt trains a head on random, frozen features."
+                )
 
     def train(self, mode: bool = True) -> "FineTunedClassifier":
         super().train(mode)
@@ -64,8 +74,11 @@ class FineTunedClassifier(ImageClassifier):
     def parameter_groups(self) -> Iterable[Any]:
         if self.hparams.mode == "linear":
             return self.net.head.parameters()
+        # The factor protects pretrained features; a backbone without a checkpoint (the scratch baseline)
+        # trains at the full rate, as a plain classifier does.
+        factor = self.hparams.backbone_lr_factor if self.hparams.backbone_ckpt else 1.0
         return [
-            {"params": list(self.net.features.parameters()), "lr_factor": self.hparams.backbone_lr_factor},
+            {"params": list(self.net.features.parameters()), "lr_factor": factor},
             {"params": [p for name, p in self.net.named_parameters() if not name.startswith("features.")]},
         ]
 

@@ -9,12 +9,13 @@ import torch.nn.functional as F
 import torchmetrics
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lit_mlcourse.errors import ConfigValueError
 from lit_mlcourse.losses import nt_xent
 from lit_mlcourse.models.base import TaskModule
-from lit_mlcourse.models.classification import NetFactory
+from lit_mlcourse.models.classification import NetFactory, check_features
 
 # What a checkpoint of this task is tagged with: the fine-tune refuses any other.
 CHECKPOINT_TAG = "simclr"
@@ -68,6 +69,7 @@ class SimCLR(TaskModule):
             raise ConfigValueError(f"model.knn_k={knn_k} and model.projection_dim={projection_dim} must be >= 1.")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         net = backbone(num_classes, image_shape[0])
+        check_features(net, "model.backbone")
         # Only the features are kept (state-dict keys backbone.*): the fine-tune loads exactly these.
         self.backbone = net.features
         width = net.out_features
@@ -108,8 +110,9 @@ class SimCLR(TaskModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if getattr(datamodule, "hparams", {}).get("views") is None:
             raise ConfigValueError(
-                f"SimCLR trains on two augmented views of each image, but {type(datamodule).__name__} has no "
-                "views set: add `views: {}` (or view options, see configs/digits_simclr.yaml) to the data's init_args."
+                "SimCLR trains on two augmented views of each image: give it DigitsDataModule, CIFAR10DataModule or "
+                "ImageFolderDataModule with `views: {}` (or view options, see configs/digits_simclr.yaml) in the "
+                f"data's init_args; {type(datamodule).__name__ if datamodule else 'no DataModule'} has no views set."
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, out_features) features
@@ -136,8 +139,21 @@ class SimCLR(TaskModule):
 
     def on_validation_epoch_start(self) -> None:
         self._bank = []
+        if self.trainer.limit_val_batches != 1.0 and not self.trainer.sanity_checking:
+            rank_zero_warn(
+                f"trainer.limit_val_batches={self.trainer.limit_val_batches} also limits the kNN memory bank "
+                "(the training images val/knn_acc votes with): the kNN accuracy is lower than with the whole bank."
+            )
 
     def on_test_epoch_start(self) -> None:
+        self._bank = []
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self._bank = []  # the bank's features are not kept through training (CIFAR: 45,000 x 512)
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
         self._bank = []
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0):
