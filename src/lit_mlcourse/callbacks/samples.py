@@ -1,0 +1,58 @@
+"""A generative model's samples from its fixed noise, as an image grid in the run folder and in every logger
+that takes images: the same noise every time, so the grids show training progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lit_mlcourse.callbacks.submission import in_run_folder
+
+
+class SampleGrid(Callback):
+    """Draws ``pl_module(pl_module.fixed_noise)`` (images in ``[0, 1]``) every ``every_n_batches`` training
+    batches and at the end of fit: ``samples/batch_<N>.png`` and ``samples/final.png`` in the run folder, and
+    ``samples`` in TensorBoard or wandb.
+
+    Args:
+        every_n_batches: training batches between two grids (0: only the final grid).
+    """
+
+    def __init__(self, every_n_batches: int = 500) -> None:
+        self.every_n_batches = every_n_batches
+        self.batches = 0
+        self.written: list[Path] = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        self.batches += 1
+        if self.every_n_batches and self.batches % self.every_n_batches == 0:
+            self._draw(trainer, pl_module, f"batch_{self.batches:07d}")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._draw(trainer, pl_module, "final")
+
+    def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, name: str) -> None:
+        import torchvision
+
+        # Every process asks for the path: trainer.log_dir is a collective call under DDP.
+        path = in_run_folder(trainer, f"samples/{name}.png")
+        if not trainer.is_global_zero:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            images = pl_module(pl_module.fixed_noise).clamp(0, 1).float().cpu()
+        pl_module.train(was_training)
+        grid = torchvision.utils.make_grid(images, nrow=int(len(images) ** 0.5), padding=1, pad_value=1.0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torchvision.utils.save_image(grid, path)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("samples", grid, trainer.global_step)
+            elif hasattr(logger, "log_image"):  # wandb and the other loggers that take image files
+                logger.log_image(key="samples", images=[str(path)], step=trainer.global_step)
+        self.written.append(path)

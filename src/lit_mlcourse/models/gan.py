@@ -1,0 +1,298 @@
+"""An unconditional GAN (DCGAN by default): a generator learns to fool a discriminator that learns not to be
+fooled, judged without downloads by a classifier this package trained."""
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError
+from lit_mlcourse.models.base import TaskModule
+
+# Builds a network for the image shape, e.g. lit_mlcourse.nets.DCGANGenerator with its other arguments.
+ImageNetFactory = Callable[[Sequence[int]], nn.Module]
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str, smoothing: float = 0.0):
+    """Non-saturating GAN (Goodfellow et al., 2014): cross-entropy with real = 1 - ``smoothing`` (one-sided
+    label smoothing), fake = 0; or hinge (Lim & Ye, 2017): ``relu(1 - D(real)) + relu(1 + D(fake))``."""
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, 1.0 - smoothing))
+    return real + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Non-saturating: ``-log D(G(z))`` (strong gradients while D wins); hinge: ``-D(G(z))``."""
+    if kind == "hinge":
+        return -fake_logits.mean()
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+class Judge(nn.Module):
+    """A frozen image classifier of this package (``best.ckpt`` of an ``ImageClassifier`` run) that scores
+    generated images: its features for FID, its logits for the Inception-style score, its classes for mode
+    coverage. Images come in as floats in ``[0, 1]``, the scale the digits classifiers train on."""
+
+    def __init__(self, checkpoint: str | Path, image_shape: Sequence[int]) -> None:
+        super().__init__()
+        from lit_mlcourse.models.classification import ImageClassifier
+        from lit_mlcourse.nets.torchvision_net import weights_from_checkpoint
+
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise DataFileNotFoundError(
+                f"model.judge: {path} does not exist: train the judge first, e.g. "
+                "`lit fit --config configs/quickstart.yaml` and give its checkpoints/best.ckpt."
+            )
+        # Inside `lit`, LightningCLI builds the GAN in a context that hands its own config to every
+        # save_hyperparameters() call: the classifier built here would take the GAN's hyperparameters as its own.
+        token = _given_hyperparameters.set(None)
+        try:
+            with weights_from_checkpoint():
+                classifier = ImageClassifier.load_from_checkpoint(path, map_location="cpu")
+        except Exception as error:  # not a classifier checkpoint of this package
+            raise ConfigValueError(
+                f"model.judge: {path} is not an image classifier checkpoint of this package ({error})."
+            ) from None
+        finally:
+            _given_hyperparameters.reset(token)
+        if list(classifier.hparams.image_shape) != list(image_shape):
+            raise ConfigValueError(
+                f"model.judge: {path} classifies images of shape {list(classifier.hparams.image_shape)}, the data "
+                f"gives {list(image_shape)}: use a judge trained on the same images."
+            )
+        self.name = f"classifier {path}"
+        self.classifier = classifier.net.eval().requires_grad_(False)
+        self.num_classes = int(classifier.hparams.num_classes)
+
+    def train(self, mode: bool = True) -> "Judge":
+        return super().train(False)  # always judged in eval mode (batch-norm statistics of its training)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) in [0, 1] -> (B, classes) logits
+        return self.classifier(images)
+
+
+class _Features(nn.Module):
+    """The judge's penultimate features, what FID compares (a view of the same frozen network)."""
+
+    def __init__(self, judge: Judge) -> None:
+        super().__init__()
+        self.judge = judge
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.judge.classifier.features(images.float())
+
+
+class GAN(TaskModule):
+    """A GAN trained with manual optimisation: one discriminator step per batch, one generator step every
+    ``discriminator_steps`` batches.
+
+    Data: images as floats in ``[0, 1]`` (scaled to ``[-1, 1]`` for the networks); labels are ignored. At each
+    validation, ``num_eval_samples`` generated images (from the EMA generator when ``ema_decay`` is set) are
+    scored by the judge against the validation images: ``val/fid`` (Fréchet distance in the judge's features;
+    it picks the best checkpoint), ``val/is`` (Inception-style score with the judge's class probabilities, up
+    to the number of classes) and ``val/min_class_share`` (the rarest class among the judged samples: mode
+    collapse shows here).
+
+    Args:
+        generator: noise -> images network, e.g. ``lit_mlcourse.nets.DCGANGenerator`` (has ``latent_dim``).
+        discriminator: images -> one logit each, e.g. ``lit_mlcourse.nets.DCGANDiscriminator``.
+        image_shape: ``(channels, side, side)`` (linked from the DataModule).
+        judge: ``best.ckpt`` of an image classifier of this package trained on the same images.
+        loss: ``non_saturating`` or ``hinge``.
+        discriminator_steps: discriminator updates per generator update.
+        label_smoothing: one-sided smoothing of the real label (non-saturating loss only).
+        gradient_clip_val: clip each network's gradient norm to this value (``None``: no clipping).
+        ema_decay: exponential moving average of the generator's weights (``None``: off).
+        num_eval_samples: generated images scored at each validation.
+        num_fixed_samples: size of the fixed noise batch the sample grids are drawn from.
+        generator_optimizer: default Adam, lr 2e-4, betas (0.5, 0.999), as in the DCGAN paper.
+        discriminator_optimizer: the same default.
+    """
+
+    monitor = "val/fid"
+    monitor_mode = "min"
+
+    def __init__(
+        self,
+        generator: ImageNetFactory,
+        discriminator: ImageNetFactory,
+        image_shape: Sequence[int] = (1, 8, 8),
+        judge: str | None = None,
+        loss: Literal["non_saturating", "hinge"] = "non_saturating",
+        discriminator_steps: int = 1,
+        label_smoothing: float = 0.0,
+        gradient_clip_val: float | None = None,
+        ema_decay: float | None = 0.999,
+        num_eval_samples: int = 2000,
+        num_fixed_samples: int = 64,
+        generator_optimizer: OptimizerCallable | None = None,
+        discriminator_optimizer: OptimizerCallable | None = None,
+    ) -> None:
+        super().__init__(generator_optimizer or dcgan_adam, None)
+        if judge is None:
+            raise ConfigValueError(
+                "model.judge is required: the checkpoint of an image classifier trained on the same images scores "
+                "the samples (e.g. `lit fit --config configs/quickstart.yaml`, then its checkpoints/best.ckpt)."
+            )
+        if discriminator_steps < 1 or num_eval_samples < 2 or not 0 <= label_smoothing < 1:
+            raise ConfigValueError(
+                f"model.discriminator_steps={discriminator_steps} must be >= 1, model.num_eval_samples="
+                f"{num_eval_samples} >= 2 and model.label_smoothing={label_smoothing} in [0, 1)."
+            )
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise ConfigValueError(f"model.ema_decay={ema_decay} must be in (0, 1), or null for no average.")
+        self.save_hyperparameters(ignore=["generator_optimizer", "discriminator_optimizer"])
+        self.automatic_optimization = False
+        self.make_discriminator_optimizer = discriminator_optimizer or dcgan_adam
+        self.generator = generator(image_shape)
+        self.discriminator = discriminator(image_shape)
+        self.ema = None
+        if ema_decay is not None:
+            self.ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            self.ema.requires_grad_(False)
+        latent = torch.randn(num_fixed_samples, self.generator.latent_dim, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("fixed_noise", latent, persistent=False)  # the sample grids' noise: same every run
+        # Imported here: torchmetrics' image metrics (and scipy) cost start-up time every other task would pay.
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.inception import InceptionScore
+
+        self.judge = Judge(judge, image_shape)
+        features = _Features(self.judge)
+        self.fid = FrechetInceptionDistance(features, input_img_size=tuple(image_shape), normalize=True)
+        self.inception_score = InceptionScore(self.judge, splits=10)
+
+    def on_fit_start(self) -> None:  # no metric collections to reset: the scores are computed by hand
+        rank_zero_info(f"GAN judge: {self.judge.name} ({self.judge.num_classes} classes)")
+
+    def on_train_epoch_end(self) -> None:
+        pass  # the losses are logged per epoch by training_step
+
+    def setup(self, stage: str) -> None:
+        strategy = self.trainer.strategy
+        # The discriminator's step leaves the generator without gradients and the other way round: DDP must look
+        # for unused parameters (Lightning no longer does by default, and its own GAN example fails there).
+        if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
+            strategy._ddp_kwargs["find_unused_parameters"] = True
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The generator's optimizer (`lit` builds it once early, so a bad argument fails before any run)."""
+        self.make_discriminator_optimizer(self.discriminator.parameters())
+        return self.make_optimizer(self.generator.parameters())
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [
+            self.make_optimizer(self.generator.parameters()),
+            self.make_discriminator_optimizer(self.discriminator.parameters()),
+        ]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, latent_dim) -> (B, C, H, W) in [0, 1]
+        generator = self.ema.module if self.ema is not None else self.generator
+        return (generator(z) + 1) / 2
+
+    def sample(self, count: int, seed: int | None = None) -> torch.Tensor:
+        """``count`` generated images in ``[0, 1]`` from the averaged generator, in eval mode."""
+        random = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        z = torch.randn(count, self.generator.latent_dim, device=self.device, generator=random)
+        generator = self.ema.module if self.ema is not None else self.generator
+        was_training = generator.training
+        generator.eval()
+        with torch.no_grad():
+            images = (generator(z) + 1) / 2
+        generator.train(was_training)
+        return images.clamp(0, 1)
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if batch_idx == 0 and self.current_epoch == 0:
+            check_unit_range(images)
+        real = images * 2 - 1
+        generator_opt, discriminator_opt = self.optimizers()
+        kind, clip = self.hparams.loss, self.hparams.gradient_clip_val
+        fake = self.generator(torch.randn(len(real), self.generator.latent_dim, device=self.device))
+
+        self.toggle_optimizer(discriminator_opt)
+        d_loss = discriminator_loss(
+            self.discriminator(real), self.discriminator(fake.detach()), kind, self.hparams.label_smoothing
+        )
+        discriminator_opt.zero_grad()
+        self.manual_backward(d_loss)
+        if clip is not None:
+            self.clip_gradients(discriminator_opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        discriminator_opt.step()
+        self.untoggle_optimizer(discriminator_opt)
+        self.log("train/d_loss", d_loss, on_step=False, on_epoch=True, batch_size=len(real))
+
+        if (batch_idx + 1) % self.hparams.discriminator_steps == 0:
+            self.toggle_optimizer(generator_opt)
+            g_loss = generator_loss(self.discriminator(fake), kind)
+            generator_opt.zero_grad()
+            self.manual_backward(g_loss)
+            if clip is not None:
+                self.clip_gradients(generator_opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            generator_opt.step()
+            self.untoggle_optimizer(generator_opt)
+            if self.ema is not None:
+                self.ema.update_parameters(self.generator)
+            self.log("train/g_loss", g_loss, on_step=False, on_epoch=True, batch_size=len(real))
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.fid.update(batch[0] if isinstance(batch, (tuple, list)) else batch, real=True)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.fid.update(batch[0] if isinstance(batch, (tuple, list)) else batch, real=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._score("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._score("test")
+
+    def _score(self, stage: str) -> None:
+        """Judge ``num_eval_samples`` generated images against the real images of ``stage`` seen by the steps.
+        Each process scores its share of the samples; the metrics' states are summed over processes."""
+        count = -(-self.hparams.num_eval_samples // self.trainer.world_size)
+        counts = torch.zeros(self.judge.num_classes, device=self.device)
+        for chunk in self.sample(count).split(500):
+            self.fid.update(chunk, real=False)
+            self.inception_score.update(chunk)
+            counts += torch.bincount(self.judge(chunk).argmax(1), minlength=self.judge.num_classes)
+        counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        score, spread = self.inception_score.compute()
+        self.log_dict(
+            {f"{stage}/fid": self.fid.compute(), f"{stage}/is": score, f"{stage}/is_std": spread,
+             f"{stage}/min_class_share": counts.min() / counts.sum()},
+        )  # fmt: skip
+        self.fid.reset()
+        self.inception_score.reset()
+
+    def default_callbacks(self, subcommand: str | None) -> list[Callback]:
+        from lit_mlcourse.callbacks.samples import SampleGrid
+
+        return [SampleGrid()]
+
+
+def dcgan_adam(params: Iterable[Any]) -> torch.optim.Optimizer:
+    """The DCGAN paper's optimizer: Adam, lr 2e-4, betas (0.5, 0.999)."""
+    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+
+
+def check_unit_range(images: torch.Tensor) -> None:
+    """The GAN scales its data from [0, 1] to the generator's [-1, 1]: standardized data would be silently
+    wrong, so refuse it."""
+    low, high = float(images.min()), float(images.max())
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise ConfigValueError(
+            f"The GAN expects images in [0, 1]; a training batch spans [{low:.3g}, {high:.3g}]. Use a DataModule "
+            "that serves unnormalized images (e.g. DigitsDataModule, or CIFAR10DataModule with normalize: false)."
+        )

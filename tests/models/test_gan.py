@@ -1,0 +1,84 @@
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import CONFIGS, run_lit
+
+from lit_mlcourse.data import DigitsDataModule
+from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError
+from lit_mlcourse.models import GAN
+from lit_mlcourse.models.gan import check_unit_range, discriminator_loss, generator_loss
+from lit_mlcourse.nets import DCGANDiscriminator, DCGANGenerator
+
+
+@pytest.fixture(scope="session")
+def judge(tmp_path_factory) -> str:
+    """best.ckpt of a one-epoch `lit fit --config configs/quickstart.yaml`: a digits classifier."""
+    root = tmp_path_factory.mktemp("judge")
+    run_lit("fit", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.max_epochs", "1",
+            "--trainer.default_root_dir", str(root), cwd=root)  # fmt: skip
+    return str(root / "quickstart" / "version_0" / "checkpoints" / "best.ckpt")
+
+
+def gan(judge: str, **kwargs) -> GAN:
+    def generator(shape):
+        return DCGANGenerator(shape, latent_dim=8, width=8)
+
+    def discriminator(shape):
+        return DCGANDiscriminator(shape, width=8)
+
+    return GAN(generator, discriminator, image_shape=(1, 8, 8), judge=judge, **kwargs)
+
+
+def test_losses_match_their_definitions():
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([-3.0, 0.2, 1.0])
+    sigmoid = torch.sigmoid
+    expected = -(0.9 * sigmoid(real).log() + 0.1 * (1 - sigmoid(real)).log()).mean() - (1 - sigmoid(fake)).log().mean()
+    torch.testing.assert_close(discriminator_loss(real, fake, "non_saturating", smoothing=0.1), expected)
+    torch.testing.assert_close(generator_loss(fake, "non_saturating"), -sigmoid(fake).log().mean())
+    torch.testing.assert_close(
+        discriminator_loss(real, fake, "hinge"), F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    )
+    torch.testing.assert_close(generator_loss(fake, "hinge"), -fake.mean())
+
+
+def test_judge_errors_name_the_file(judge, tmp_path):
+    with pytest.raises(
+        DataFileNotFoundError, match=rf"model.judge: {tmp_path}/none.ckpt does not exist: train the judge"
+    ):
+        gan(str(tmp_path / "none.ckpt"))
+    with pytest.raises(ConfigValueError, match=r"model.judge is required"):
+        gan(None)
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigValueError, match=rf"model.judge: {other} is not an image classifier checkpoint"):
+        gan(str(other))
+
+    def generator(shape):
+        return DCGANGenerator(shape, latent_dim=8, width=8)
+
+    with pytest.raises(ConfigValueError, match=r"classifies images of shape \[1, 8, 8\], the data gives \[3, 32, 32\]"):
+        GAN(generator, generator, image_shape=(3, 32, 32), judge=judge)
+
+
+def test_standardized_data_is_refused():
+    check_unit_range(torch.rand(4, 1, 8, 8))
+    with pytest.raises(ConfigValueError, match=r"a training batch spans \[-2, 1\]"):
+        check_unit_range(torch.tensor([-2.0, 1.0]))
+
+
+def test_a_short_fit_scores_samples_and_keeps_the_fixed_noise_out_of_checkpoints(judge, tmp_path):
+    torch.manual_seed(0)
+    model = gan(judge, num_eval_samples=200, gradient_clip_val=1.0, ema_decay=0.9)
+    assert "fixed_noise" not in model.state_dict() and model.fixed_noise.shape == (64, 8)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=5, default_root_dir=tmp_path, enable_progress_bar=False,
+                        logger=False, enable_checkpointing=False)  # fmt: skip
+    trainer.fit(model, DigitsDataModule(batch_size=32))
+    metrics = trainer.callback_metrics
+    assert {"train/d_loss", "train/g_loss", "val/fid", "val/is", "val/min_class_share"} <= set(metrics)
+    assert metrics["val/fid"] > 0 and 1 <= metrics["val/is"] <= 10  # the judge has 10 classes
+    averaged = dict(model.ema.module.named_parameters())
+    assert any(not torch.equal(p, averaged[name]) for name, p in model.generator.named_parameters())
+    images = model.sample(5, seed=0)
+    assert images.shape == (5, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
+    torch.testing.assert_close(images, model.sample(5, seed=0))  # seeded samples repeat
