@@ -73,3 +73,12 @@ def run_lit(*args: str, cwd: Path | None = None, check: bool = True, timeout: in
     if check and result.returncode != 0:
         raise AssertionError(f"lit {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def judge_checkpoint(tmp_path_factory) -> str:
+    """best.ckpt of a one-epoch `lit fit --config configs/quickstart.yaml`: a digits classifier, the GAN's judge."""
+    root = tmp_path_factory.mktemp("judge")
+    run_lit("fit", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.max_epochs", "1",
+            "--trainer.default_root_dir", str(root), cwd=root)  # fmt: skip
+    return str(root / "quickstart" / "version_0" / "checkpoints" / "best.ckpt")

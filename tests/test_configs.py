@@ -18,8 +18,10 @@ def cli(*args: str, tmp_path: Path, pm25_dir: Path | None = None) -> LitCLI:
     return LitCLI(args=[*args, *extra, "--trainer.default_root_dir", str(tmp_path)], run=False)
 
 
-def data_args(config: Path, pm25_dir: Path, cifar_layer: Path, hymenoptera_dir: Path) -> list[str]:
-    """Where each config's data is in the tests (the configs default to ./data)."""
+def data_args(config: Path, pm25_dir: Path, cifar_layer: Path, hymenoptera_dir: Path, judge: str) -> list[str]:
+    """Where each config's data (and a GAN's judge) is in the tests (the configs default to ./data, ./runs)."""
+    if "gan" in config.name:
+        return ["--model.judge", judge]
     if "pm25" in config.name:
         return ["--data.data_dir", str(pm25_dir)]
     if "cifar10" in config.name:
@@ -30,8 +32,8 @@ def data_args(config: Path, pm25_dir: Path, cifar_layer: Path, hymenoptera_dir: 
 
 
 @pytest.mark.parametrize("config", COMPLETE, ids=lambda path: path.name)
-def test_every_complete_config_instantiates(config, tmp_path, pm25_dir, cifar_layer, hymenoptera_dir):
-    extra = data_args(config, pm25_dir, cifar_layer, hymenoptera_dir)
+def test_every_complete_config_instantiates(config, tmp_path, pm25_dir, cifar_layer, hymenoptera_dir, judge_checkpoint):
+    extra = data_args(config, pm25_dir, cifar_layer, hymenoptera_dir, judge_checkpoint)
     instance = cli("--config", str(config), *extra, tmp_path=tmp_path)
     assert instance.model is not None and instance.datamodule is not None
     assert instance.config.checkpoint.monitor == type(instance.model).monitor

@@ -27,7 +27,9 @@ def test_the_readme_shows_fit_commands():
 
 
 @pytest.mark.parametrize("command", fit_commands())
-def test_readme_fit_command_instantiates(command, tmp_path, pm25_dir, hymenoptera_dir, cifar_layer, monkeypatch):
+def test_readme_fit_command_instantiates(
+    command, tmp_path, pm25_dir, hymenoptera_dir, cifar_layer, judge_checkpoint, monkeypatch
+):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = shlex.split(command)[2:]  # after `lit fit`
@@ -37,6 +39,8 @@ def test_readme_fit_command_instantiates(command, tmp_path, pm25_dir, hymenopter
         args = [arg for arg in args if arg != "--data.data_dir" and arg != "data"] + ["--config", str(cifar_layer)]
     local = {"data/pm25": pm25_dir, "../shared/data/hymenoptera_data": hymenoptera_dir}
     args = [str(local.get(arg, arg)) for arg in args]
+    if "--model.judge" in args:  # the quick start's checkpoint of the line before
+        args[args.index("--model.judge") + 1] = judge_checkpoint
     if "--model.backbone_ckpt" in args:  # the pretraining run of the line before: a stand-in checkpoint
         at = args.index("--model.backbone_ckpt")
         args[at + 1] = str(simclr_checkpoint(args[:at] + args[at + 2 :], tmp_path))

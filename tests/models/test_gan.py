@@ -2,7 +2,6 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CONFIGS, run_lit
 
 from lit_mlcourse.data import DigitsDataModule
 from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError
@@ -11,13 +10,9 @@ from lit_mlcourse.models.gan import check_unit_range, discriminator_loss, genera
 from lit_mlcourse.nets import DCGANDiscriminator, DCGANGenerator
 
 
-@pytest.fixture(scope="session")
-def judge(tmp_path_factory) -> str:
-    """best.ckpt of a one-epoch `lit fit --config configs/quickstart.yaml`: a digits classifier."""
-    root = tmp_path_factory.mktemp("judge")
-    run_lit("fit", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.max_epochs", "1",
-            "--trainer.default_root_dir", str(root), cwd=root)  # fmt: skip
-    return str(root / "quickstart" / "version_0" / "checkpoints" / "best.ckpt")
+@pytest.fixture
+def judge(judge_checkpoint) -> str:
+    return judge_checkpoint
 
 
 def gan(judge: str, **kwargs) -> GAN:

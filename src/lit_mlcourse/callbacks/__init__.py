@@ -3,13 +3,14 @@
 from lit_mlcourse.callbacks.class_predictions import ClassPredictionWriter
 from lit_mlcourse.callbacks.confusion import ConfusionMatrixPlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
-from lit_mlcourse.callbacks.samples import SampleGrid
+from lit_mlcourse.callbacks.samples import GeneratedImageWriter, SampleGrid
 from lit_mlcourse.callbacks.submission import SubmissionWriter
 from lit_mlcourse.callbacks.whitening import WhiteningInit
 
 __all__ = [
     "ClassPredictionWriter",
     "ConfusionMatrixPlot",
+    "GeneratedImageWriter",
     "LineProgressBar",
     "SampleGrid",
     "SubmissionWriter",

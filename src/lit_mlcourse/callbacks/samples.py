@@ -56,3 +56,36 @@ class SampleGrid(Callback):
             elif hasattr(logger, "log_image"):  # wandb and the other loggers that take image files
                 logger.log_image(key="samples", images=[str(path)], step=trainer.global_step)
         self.written.append(path)
+
+
+class GeneratedImageWriter(Callback):
+    """``lit predict`` for a generative model: ``num_images`` samples (``pl_module.sample(count, seed)``, images
+    in ``[0, 1]``) as ``<folder>/000000.png ...`` and one ``<folder>/images.npz`` (``images``: uint8
+    ``(N, H, W, C)``) in the run folder. Under DDP each process writes its own share (file names never clash).
+
+    Args:
+        num_images: how many images to generate.
+        folder: where, relative to the run folder (or absolute).
+        seed: seed of the noise, so that a prediction can be repeated.
+    """
+
+    def __init__(self, num_images: int = 1000, folder: str = "generated", seed: int = 0) -> None:
+        self.num_images, self.folder, self.seed = num_images, folder, seed
+        self.written: Path | None = None
+
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import numpy as np
+        import torchvision
+
+        folder = in_run_folder(trainer, f"{self.folder}/images.npz").parent
+        rank, world = trainer.global_rank, trainer.world_size
+        indices = range(rank, self.num_images, world)  # this process's share, numbered globally
+        images = pl_module.sample(len(indices), seed=self.seed + rank).cpu()
+        for index, image in zip(indices, images, strict=True):
+            torchvision.utils.save_image(image, folder / f"{index:06d}.png")
+        pixels = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        name = "images.npz" if world == 1 else f"images_rank{rank}.npz"
+        np.savez_compressed(folder / name, images=pixels, index=np.array(list(indices)))
+        self.written = folder
+        if trainer.is_global_zero:
+            print(f"wrote {self.num_images} generated images to {folder}")

@@ -118,6 +118,8 @@ class GAN(TaskModule):
         num_fixed_samples: size of the fixed noise batch the sample grids are drawn from.
         generator_optimizer: default Adam, lr 2e-4, betas (0.5, 0.999), as in the DCGAN paper.
         discriminator_optimizer: the same default.
+        num_classes: the data's classes (linked by `lit`; recorded with the run, the generator ignores labels).
+        class_names: their names (linked by `lit`; recorded likewise).
     """
 
     monitor = "val/fid"
@@ -138,6 +140,8 @@ class GAN(TaskModule):
         num_fixed_samples: int = 64,
         generator_optimizer: OptimizerCallable | None = None,
         discriminator_optimizer: OptimizerCallable | None = None,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__(generator_optimizer or dcgan_adam, None)
         if judge is None:
@@ -276,10 +280,13 @@ class GAN(TaskModule):
         self.fid.reset()
         self.inception_score.reset()
 
-    def default_callbacks(self, subcommand: str | None) -> list[Callback]:
-        from lit_mlcourse.callbacks.samples import SampleGrid
+    def predict_step(self, batch: Any, batch_idx: int) -> None:
+        return None  # the images come from GeneratedImageWriter: their number is its setting, not the data's
 
-        return [SampleGrid()]
+    def default_callbacks(self, subcommand: str | None) -> list[Callback]:
+        from lit_mlcourse.callbacks.samples import GeneratedImageWriter, SampleGrid
+
+        return [GeneratedImageWriter()] if subcommand == "predict" else [SampleGrid()]
 
 
 def dcgan_adam(params: Iterable[Any]) -> torch.optim.Optimizer:

@@ -1,0 +1,107 @@
+"""The digits GAN judged by the quick-start classifier, through the `lit` command (the issue's protocol):
+
+1. `lit fit --config configs/quickstart.yaml` (the judge; or `--judge` an existing best.ckpt);
+2. per seed, `lit fit --config configs/digits_gan.yaml --model.judge <judge> --seed_everything S` (wall time);
+3. 2,000 images from its best checkpoint (by val/fid): the Inception-style score with the judge's classes,
+   the share of each class (the judge's argmax; mode collapse shows here), and the FID in the judge's features
+   against the real test images, beside the same scores of the real images: FID(real train, real test) and the
+   score of the real test images.
+
+    python bench/digits_gan.py [--seeds 1 2 3] [--judge runs/quickstart/version_0/checkpoints/best.ckpt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def lit_fit(root: Path, name: str, *args: str) -> tuple[Path, float]:
+    lit = Path(sys.executable).parent / "lit"
+    command = [str(lit), "fit", *args, "--name", name, "--trainer.default_root_dir", str(root)]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    seconds = time.perf_counter() - start
+    runs = sorted((root / name).glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
+    return runs[-1], seconds
+
+
+def scores(judge, images: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    """Score (10 splits), class shares and FID against ``real`` of ``images`` (floats in [0, 1])."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.inception import InceptionScore
+
+    from lit_mlcourse.models.gan import _Features
+
+    inception = InceptionScore(judge, splits=10)
+    inception.update(images)
+    fid = FrechetInceptionDistance(_Features(judge), input_img_size=tuple(images.shape[1:]), normalize=True)
+    fid.update(real, real=True)
+    fid.update(images, real=False)
+    with torch.no_grad():
+        counts = torch.bincount(judge(images).argmax(1), minlength=judge.num_classes).float()
+    shares = counts / counts.sum()
+    return {"score": float(inception.compute()[0]), "fid": float(fid.compute()),
+            "min_share": float(shares.min()), "max_share": float(shares.max())}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--judge", type=Path, default=None, help="a digits classifier's best.ckpt (default: train one)")
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--root", type=Path, default=Path("runs/bench_digits_gan"))
+    args = parser.parse_args()
+    print(f"python bench/digits_gan.py --seeds {' '.join(map(str, args.seeds))}  ({os.cpu_count()} CPUs)")
+    if args.judge is None:
+        run, _ = lit_fit(args.root, "judge", "--config", str(CONFIGS / "quickstart.yaml"))
+        args.judge = run / "checkpoints" / "best.ckpt"
+        print(f"judge: {args.judge}, test/acc {json.loads((run / 'summary.json').read_text())['metrics']['test/acc']}")
+
+    from lit_mlcourse.data import DigitsDataModule
+    from lit_mlcourse.models import GAN
+    from lit_mlcourse.models.gan import Judge
+
+    data = DigitsDataModule()
+    data.setup("fit"), data.setup("test")
+    train, test = data.datasets["train"].tensors[0], data.datasets["test"].tensors[0]
+    judge = Judge(args.judge, (1, 8, 8))
+    reference = scores(judge, test, train)  # the real test images judged against the real training images
+    print(f"real test images: score {reference['score']:.3f}, FID(real train, real test) {reference['fid']:.3f}, "
+          f"rarest class {reference['min_share']:.3f}")  # fmt: skip
+    rows = []
+    for seed in args.seeds:
+        run, seconds = lit_fit(args.root, f"gan_s{seed}", "--config", str(CONFIGS / "digits_gan.yaml"),
+                               "--model.judge", str(args.judge), "--seed_everything", str(seed))  # fmt: skip
+        model = GAN.load_from_checkpoint(run / "checkpoints" / "best.ckpt", map_location="cpu")
+        row = {"seed": seed, "seconds": seconds, **scores(judge, model.sample(args.samples, seed=0), test)}
+        rows.append(row)
+        print(f"seed {seed}: {seconds:.0f} s, score {row['score']:.3f}, FID(generated, real test) {row['fid']:.3f}, "
+              f"class shares {row['min_share']:.3f} - {row['max_share']:.3f}", flush=True)  # fmt: skip
+    print("\n| seed | wall | score (2,000 samples) | FID vs real test | rarest class | commonest class |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(f"| {row['seed']} | {row['seconds']:.0f} s | {row['score']:.3f} | {row['fid']:.3f} | "
+              f"{row['min_share']:.3f} | {row['max_share']:.3f} |")  # fmt: skip
+    keys = ("seconds", "score", "fid", "min_share", "max_share")
+    print("| mean +- std | " + " | ".join(
+        f"{statistics.mean(r[k] for r in rows):.3f} +- {statistics.pstdev([r[k] for r in rows]):.3f}" for k in keys
+    ) + " |")  # fmt: skip
+    print(f"| real test images | | {reference['score']:.3f} | {reference['fid']:.3f} (vs real train) | "
+          f"{reference['min_share']:.3f} | {reference['max_share']:.3f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
