@@ -82,3 +82,13 @@ def judge_checkpoint(tmp_path_factory) -> str:
     run_lit("fit", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.max_epochs", "1",
             "--trainer.default_root_dir", str(root), cwd=root)  # fmt: skip
     return str(root / "quickstart" / "version_0" / "checkpoints" / "best.ckpt")
+
+
+@pytest.fixture(scope="session")
+def cifar_judge_checkpoint(cifar_layer, tmp_path_factory) -> str:
+    """best.ckpt of a short `lit fit --config configs/cifar10_cnn.yaml` on the synthetic CIFAR-10 folder."""
+    root = tmp_path_factory.mktemp("cifar_judge")
+    run_lit("fit", "--config", str(CONFIGS / "cifar10_cnn.yaml"), "--config", str(cifar_layer), "--trainer.max_epochs",
+            "1", "--trainer.limit_train_batches", "2", "--data.batch_size", "16", "--trainer.default_root_dir",
+            str(root), cwd=root)  # fmt: skip
+    return str(root / "cifar10_cnn" / "version_0" / "checkpoints" / "best.ckpt")

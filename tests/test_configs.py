@@ -18,10 +18,11 @@ def cli(*args: str, tmp_path: Path, pm25_dir: Path | None = None) -> LitCLI:
     return LitCLI(args=[*args, *extra, "--trainer.default_root_dir", str(tmp_path)], run=False)
 
 
-def data_args(config: Path, pm25_dir: Path, cifar_layer: Path, hymenoptera_dir: Path, judge: str) -> list[str]:
+def data_args(config: Path, pm25_dir: Path, cifar_layer: Path, hymenoptera_dir: Path, judges: tuple) -> list[str]:
     """Where each config's data (and a GAN's judge) is in the tests (the configs default to ./data, ./runs)."""
     if "gan" in config.name:
-        return ["--model.judge", judge]
+        cifar = "cifar10" in config.name
+        return ["--model.judge", judges[cifar], *(["--config", str(cifar_layer)] if cifar else [])]
     if "pm25" in config.name:
         return ["--data.data_dir", str(pm25_dir)]
     if "cifar10" in config.name:
@@ -32,8 +33,11 @@ def data_args(config: Path, pm25_dir: Path, cifar_layer: Path, hymenoptera_dir: 
 
 
 @pytest.mark.parametrize("config", COMPLETE, ids=lambda path: path.name)
-def test_every_complete_config_instantiates(config, tmp_path, pm25_dir, cifar_layer, hymenoptera_dir, judge_checkpoint):
-    extra = data_args(config, pm25_dir, cifar_layer, hymenoptera_dir, judge_checkpoint)
+def test_every_complete_config_instantiates(
+    config, tmp_path, pm25_dir, cifar_layer, hymenoptera_dir, judge_checkpoint, cifar_judge_checkpoint
+):
+    judges = (judge_checkpoint, cifar_judge_checkpoint)
+    extra = data_args(config, pm25_dir, cifar_layer, hymenoptera_dir, judges)
     instance = cli("--config", str(config), *extra, tmp_path=tmp_path)
     assert instance.model is not None and instance.datamodule is not None
     assert instance.config.checkpoint.monitor == type(instance.model).monitor

@@ -51,3 +51,12 @@ def test_predict_writes_generated_images_as_png_and_npz(judge, tmp_path):
         assert png.size == (8, 8)
         # save_image writes 3 identical channels for a gray image: the PNG holds the same pixels as the npz
         np.testing.assert_array_equal(np.asarray(png)[..., 0], images[7, ..., 0])
+
+
+def test_cifar_gan_with_a_cifar_judge_on_synthetic_cifar(cifar_layer, cifar_judge_checkpoint, tmp_path):
+    short = ["--config", str(cifar_layer), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+             "--data.batch_size", "16", "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    run_lit("fit", "--config", str(CONFIGS / "cifar10_gan.yaml"), *short, "--model.judge", cifar_judge_checkpoint,
+            "--model.num_eval_samples", "64", "--trainer.check_val_every_n_epoch", "1", cwd=tmp_path)  # fmt: skip
+    metrics = json.loads((tmp_path / "cifar10_gan" / "version_0" / "summary.json").read_text())["metrics"]
+    assert {"val/fid", "val/is", "test/fid", "test/min_class_share"} <= set(metrics)

@@ -28,7 +28,7 @@ def test_the_readme_shows_fit_commands():
 
 @pytest.mark.parametrize("command", fit_commands())
 def test_readme_fit_command_instantiates(
-    command, tmp_path, pm25_dir, hymenoptera_dir, cifar_layer, judge_checkpoint, monkeypatch
+    command, tmp_path, pm25_dir, hymenoptera_dir, cifar_layer, judge_checkpoint, cifar_judge_checkpoint, monkeypatch
 ):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -40,7 +40,7 @@ def test_readme_fit_command_instantiates(
     local = {"data/pm25": pm25_dir, "../shared/data/hymenoptera_data": hymenoptera_dir}
     args = [str(local.get(arg, arg)) for arg in args]
     if "--model.judge" in args:  # the quick start's checkpoint of the line before
-        args[args.index("--model.judge") + 1] = judge_checkpoint
+        args[args.index("--model.judge") + 1] = cifar_judge_checkpoint if "cifar10" in command else judge_checkpoint
     if "--model.backbone_ckpt" in args:  # the pretraining run of the line before: a stand-in checkpoint
         at = args.index("--model.backbone_ckpt")
         args[at + 1] = str(simclr_checkpoint(args[:at] + args[at + 2 :], tmp_path))

@@ -179,3 +179,12 @@ def test_bad_options_name_the_value(cifar):
         make(cifar, val_size=500).setup("fit")
     with pytest.raises(ConfigValueError, match=r"differs in data_batch_9"):
         make(cifar, checksums={**cifar[1], "data_batch_9": "0" * 32})
+
+
+@pytest.mark.parametrize("data_path", ["device", "classic"])
+def test_normalize_false_serves_images_in_0_1(cifar, data_path):
+    dm = make(cifar, data_path=data_path, normalize=False, padding=0, flip=False)
+    dm.setup("fit")
+    images, _ = batches(dm, "val")[0]
+    expected = dm.splits.host["val"][0][:16].float() / 255
+    torch.testing.assert_close(images, expected)

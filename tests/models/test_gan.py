@@ -77,3 +77,11 @@ def test_a_short_fit_scores_samples_and_keeps_the_fixed_noise_out_of_checkpoints
     images = model.sample(5, seed=0)
     assert images.shape == (5, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     torch.testing.assert_close(images, model.sample(5, seed=0))  # seeded samples repeat
+
+
+def test_the_judge_standardizes_images_as_its_classifier_was_trained(judge):
+    from lit_mlcourse.models.gan import Judge
+
+    plain, standardizing = Judge(judge, (1, 8, 8)), Judge(judge, (1, 8, 8), normalization=[[0.5], [0.25]])
+    images = torch.rand(4, 1, 8, 8)
+    torch.testing.assert_close(standardizing(images), plain((images - 0.5) / 0.25))

@@ -47,6 +47,8 @@ class CIFAR10DataModule(L.LightningDataModule):
             :class:`~lit_mlcourse.data.views.ViewOptions`) instead of the crop / flip / jitter / cutout above;
             made batch-wise on the device path (no blur there), per sample on the classic path. Validation and
             test then also serve the unaugmented training images first, for the kNN monitor.
+        normalize: standardize with CIFAR-10's channel means and stds; ``false`` serves images in [0, 1]
+            (what a GAN generates).
     """
 
     num_classes = 10
@@ -70,6 +72,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         checksums: dict[str, str] | None = None,
         label_fraction: float = 1.0,
         views: ViewOptions | None = None,
+        normalize: bool = True,
     ) -> None:
         super().__init__()
         check_label_fraction(label_fraction)
@@ -87,9 +90,10 @@ class CIFAR10DataModule(L.LightningDataModule):
                 f"data.checksums must give the md5 of exactly {', '.join(files.STANDARD_MD5)}; "
                 f"it differs in {', '.join(sorted(unknown))}."
             )
-        self.augmentation = BatchAugmentation(CIFAR10_MEAN, CIFAR10_STD, padding, flip, color_jitter, cutout)
+        self.mean, self.std = (CIFAR10_MEAN, CIFAR10_STD) if normalize else ((0.0,) * 3, (1.0,) * 3)
+        self.augmentation = BatchAugmentation(self.mean, self.std, padding, flip, color_jitter, cutout)
         batch_views = {key: value for key, value in (views or {}).items() if key != "blur_probability"}
-        self.views = None if views is None else BatchViews(CIFAR10_MEAN, CIFAR10_STD, **batch_views)
+        self.views = None if views is None else BatchViews(self.mean, self.std, **batch_views)
         self.splits = ResidentTensors()
         self._check_reachable()
 
@@ -134,10 +138,10 @@ class CIFAR10DataModule(L.LightningDataModule):
             dataset = IndexDataset(split, len(self.splits.host[source][0]))
             return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, collate_fn=keep_batch)
         if split == "train" and hp.views is not None:
-            transform = TwoViews(simclr_view(32, 3, CIFAR10_MEAN, CIFAR10_STD, **hp.views))
+            transform = TwoViews(simclr_view(32, 3, self.mean, self.std, **hp.views))
         else:
             transform = per_sample_pipeline(
-                CIFAR10_MEAN, CIFAR10_STD, 32, hp.padding, hp.flip, hp.color_jitter, hp.cutout, train=split == "train"
+                self.mean, self.std, 32, hp.padding, hp.flip, hp.color_jitter, hp.cutout, train=split == "train"
             )
         images, labels = self.splits.host[source]
         return make_loader(_TransformedImages(images, labels, transform), hp.batch_size, hp.num_workers, shuffle)

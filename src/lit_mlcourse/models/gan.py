@@ -43,7 +43,9 @@ class Judge(nn.Module):
     generated images: its features for FID, its logits for the Inception-style score, its classes for mode
     coverage. Images come in as floats in ``[0, 1]``, the scale the digits classifiers train on."""
 
-    def __init__(self, checkpoint: str | Path, image_shape: Sequence[int]) -> None:
+    def __init__(
+        self, checkpoint: str | Path, image_shape: Sequence[int], normalization: Sequence[Sequence[float]] | None = None
+    ) -> None:
         super().__init__()
         from lit_mlcourse.models.classification import ImageClassifier
         from lit_mlcourse.nets.torchvision_net import weights_from_checkpoint
@@ -71,6 +73,10 @@ class Judge(nn.Module):
                 f"model.judge: {path} classifies images of shape {list(classifier.hparams.image_shape)}, the data "
                 f"gives {list(image_shape)}: use a judge trained on the same images."
             )
+        # [0, 1] images -> what the classifier was trained on (identity for the digits).
+        mean, std = normalization if normalization is not None else ([0.0], [1.0])
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32)[:, None, None], persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32)[:, None, None], persistent=False)
         self.name = f"classifier {path}"
         self.classifier = classifier.net.eval().requires_grad_(False)
         self.num_classes = int(classifier.hparams.num_classes)
@@ -78,8 +84,11 @@ class Judge(nn.Module):
     def train(self, mode: bool = True) -> "Judge":
         return super().train(False)  # always judged in eval mode (batch-norm statistics of its training)
 
+    def standardize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - self.mean) / self.std
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) in [0, 1] -> (B, classes) logits
-        return self.classifier(images)
+        return self.classifier(self.standardize(images))
 
 
 class _Features(nn.Module):
@@ -90,7 +99,7 @@ class _Features(nn.Module):
         self.judge = judge
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.judge.classifier.features(images.float())
+        return self.judge.classifier.features(self.judge.standardize(images))
 
 
 class GAN(TaskModule):
@@ -109,6 +118,8 @@ class GAN(TaskModule):
         discriminator: images -> one logit each, e.g. ``lit_mlcourse.nets.DCGANDiscriminator``.
         image_shape: ``(channels, side, side)`` (linked from the DataModule).
         judge: ``best.ckpt`` of an image classifier of this package trained on the same images.
+        judge_normalization: ``[mean, std]`` per channel that the judge's training data was standardized with
+            (CIFAR-10: its channel statistics); ``None``: the judge saw images in [0, 1] (the digits).
         loss: ``non_saturating`` or ``hinge``.
         discriminator_steps: discriminator updates per generator update.
         label_smoothing: one-sided smoothing of the real label (non-saturating loss only).
@@ -131,6 +142,7 @@ class GAN(TaskModule):
         discriminator: ImageNetFactory,
         image_shape: Sequence[int] = (1, 8, 8),
         judge: str | None = None,
+        judge_normalization: list[list[float]] | None = None,
         loss: Literal["non_saturating", "hinge"] = "non_saturating",
         discriminator_steps: int = 1,
         label_smoothing: float = 0.0,
@@ -171,7 +183,7 @@ class GAN(TaskModule):
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.inception import InceptionScore
 
-        self.judge = Judge(judge, image_shape)
+        self.judge = Judge(judge, image_shape, judge_normalization)
         features = _Features(self.judge)
         self.fid = FrechetInceptionDistance(features, input_img_size=tuple(image_shape), normalize=True)
         self.inception_score = InceptionScore(self.judge, splits=10)
