@@ -212,15 +212,19 @@ class GAN(TaskModule):
             self.make_discriminator_optimizer(self.discriminator.parameters()),
         ]
 
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator samples come from: its moving average when ``ema_decay`` is set."""
+        return self.ema.module if self.ema is not None else self.generator
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, latent_dim) -> (B, C, H, W) in [0, 1]
-        generator = self.ema.module if self.ema is not None else self.generator
-        return (generator(z) + 1) / 2
+        return (self.sampling_generator(z) + 1) / 2
 
     def sample(self, count: int, seed: int | None = None) -> torch.Tensor:
         """``count`` generated images in ``[0, 1]`` from the averaged generator, in eval mode."""
         random = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         z = torch.randn(count, self.generator.latent_dim, device=self.device, generator=random)
-        generator = self.ema.module if self.ema is not None else self.generator
+        generator = self.sampling_generator
         was_training = generator.training
         generator.eval()
         with torch.no_grad():
@@ -234,33 +238,34 @@ class GAN(TaskModule):
             check_unit_range(images)
         real = images * 2 - 1
         generator_opt, discriminator_opt = self.optimizers()
-        kind, clip = self.hparams.loss, self.hparams.gradient_clip_val
+        kind = self.hparams.loss
         fake = self.generator(torch.randn(len(real), self.generator.latent_dim, device=self.device))
 
-        self.toggle_optimizer(discriminator_opt)
-        d_loss = discriminator_loss(
-            self.discriminator(real), self.discriminator(fake.detach()), kind, self.hparams.label_smoothing
-        )
-        discriminator_opt.zero_grad()
-        self.manual_backward(d_loss)
-        if clip is not None:
-            self.clip_gradients(discriminator_opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-        discriminator_opt.step()
-        self.untoggle_optimizer(discriminator_opt)
+        # Each network's loss is computed with only its own parameters requiring gradients (toggled_optimizer).
+        with self.toggled_optimizer(discriminator_opt):
+            d_loss = discriminator_loss(
+                self.discriminator(real), self.discriminator(fake.detach()), kind, self.hparams.label_smoothing
+            )
+            self._update(discriminator_opt, d_loss)
         self.log("train/d_loss", d_loss, on_step=False, on_epoch=True, batch_size=len(real))
 
         if (batch_idx + 1) % self.hparams.discriminator_steps == 0:
-            self.toggle_optimizer(generator_opt)
-            g_loss = generator_loss(self.discriminator(fake), kind)
-            generator_opt.zero_grad()
-            self.manual_backward(g_loss)
-            if clip is not None:
-                self.clip_gradients(generator_opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-            generator_opt.step()
-            self.untoggle_optimizer(generator_opt)
+            with self.toggled_optimizer(generator_opt):
+                g_loss = generator_loss(self.discriminator(fake), kind)
+                self._update(generator_opt, g_loss)
             if self.ema is not None:
                 self.ema.update_parameters(self.generator)
             self.log("train/g_loss", g_loss, on_step=False, on_epoch=True, batch_size=len(real))
+
+    def _update(self, optimizer: Any, loss: torch.Tensor) -> None:
+        """One optimizer step on ``loss``, its gradients clipped to ``gradient_clip_val`` when set."""
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if self.hparams.gradient_clip_val is not None:
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.hparams.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
+        optimizer.step()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self.fid.update(batch[0] if isinstance(batch, (tuple, list)) else batch, real=True)
