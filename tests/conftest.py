@@ -92,3 +92,31 @@ def cifar_judge_checkpoint(cifar_layer, tmp_path_factory) -> str:
             "1", "--trainer.limit_train_batches", "2", "--data.batch_size", "16", "--trainer.default_root_dir",
             str(root), cwd=root)  # fmt: skip
     return str(root / "cifar10_cnn" / "version_0" / "checkpoints" / "best.ckpt")
+
+
+@pytest.fixture(scope="session")
+def inception_weights(tmp_path_factory) -> Path:
+    """A stand-in for torch-fidelity's pt_inception-2015-12-05-6726825d.pth (the real one is a download): the same
+    network with random weights, its batch-norm statistics set from random images so that features neither vanish
+    nor explode through its 90 layers."""
+    from unittest import mock
+
+    import torch
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    with (
+        mock.patch.object(inception, "load_state_dict_from_url", return_value=None),
+        mock.patch.object(inception.FeatureExtractorInceptionV3, "load_state_dict"),
+    ):
+        network = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # a cumulative average: one batch sets the statistics
+            module.reset_running_stats()
+    network.train()
+    with torch.no_grad():
+        network(torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
+        network.fc.weight.mul_(0.1)  # logits spread like a trained network's, not so far that softmax underflows
+    path = tmp_path_factory.mktemp("inception") / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(network.state_dict(), path)
+    return path

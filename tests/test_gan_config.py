@@ -60,3 +60,15 @@ def test_cifar_gan_with_a_cifar_judge_on_synthetic_cifar(cifar_layer, cifar_judg
             "--model.num_eval_samples", "64", "--trainer.check_val_every_n_epoch", "1", cwd=tmp_path)  # fmt: skip
     metrics = json.loads((tmp_path / "cifar10_gan" / "version_0" / "summary.json").read_text())["metrics"]
     assert {"val/fid", "val/is", "test/fid", "test/min_class_share"} <= set(metrics)
+
+
+def test_digits_gan_judged_by_inception_from_local_weights(inception_weights, tmp_path):
+    short = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+             "--trainer.check_val_every_n_epoch", "1", "--model.num_eval_samples", "16", "--data.batch_size", "16",
+             "--test_after_fit", "false"]  # fmt: skip
+    result = run_lit("fit", "--config", str(CONFIGS / "digits_gan.yaml"), "--model.judge", str(inception_weights),
+                     *short, "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    assert f"GAN judge: inception-v3 {inception_weights} (not the data's classes)" in result.stdout + result.stderr
+    metrics = json.loads((tmp_path / "digits_gan" / "version_0" / "summary.json").read_text())["metrics"]
+    assert metrics["val/fid"] > 0 and 1 <= metrics["val/is"] <= 1008
+    assert "val/min_class_share" not in metrics  # Inception's classes are ImageNet's, not the digits

@@ -1,22 +1,21 @@
 """An unconditional GAN (DCGAN by default): a generator learns to fool a discriminator that learns not to be
-fooled, judged without downloads by a classifier this package trained."""
+fooled, judged without downloads: by a classifier this package trained, or by Inception-v3 from local weights."""
 
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import OptimizerCallable
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError
+from lit_mlcourse.errors import ConfigValueError
 from lit_mlcourse.models.base import TaskModule
+from lit_mlcourse.models.judges import JudgeFeatures, load_judge
 
 # Builds a network for the image shape, e.g. lit_mlcourse.nets.DCGANGenerator with its other arguments.
 ImageNetFactory = Callable[[Sequence[int]], nn.Module]
@@ -38,70 +37,6 @@ def generator_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-class Judge(nn.Module):
-    """A frozen image classifier of this package (``best.ckpt`` of an ``ImageClassifier`` run) that scores
-    generated images: its features for FID, its logits for the Inception-style score, its classes for mode
-    coverage. Images come in as floats in ``[0, 1]``, the scale the digits classifiers train on."""
-
-    def __init__(
-        self, checkpoint: str | Path, image_shape: Sequence[int], normalization: Sequence[Sequence[float]] | None = None
-    ) -> None:
-        super().__init__()
-        from lit_mlcourse.models.classification import ImageClassifier
-        from lit_mlcourse.nets.torchvision_net import weights_from_checkpoint
-
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise DataFileNotFoundError(
-                f"model.judge: {path} does not exist: train the judge first, e.g. "
-                "`lit fit --config configs/quickstart.yaml` and give its checkpoints/best.ckpt."
-            )
-        # Inside `lit`, LightningCLI builds the GAN in a context that hands its own config to every
-        # save_hyperparameters() call: the classifier built here would take the GAN's hyperparameters as its own.
-        token = _given_hyperparameters.set(None)
-        try:
-            with weights_from_checkpoint():
-                classifier = ImageClassifier.load_from_checkpoint(path, map_location="cpu")
-        except Exception as error:  # not a classifier checkpoint of this package
-            raise ConfigValueError(
-                f"model.judge: {path} is not an image classifier checkpoint of this package ({error})."
-            ) from None
-        finally:
-            _given_hyperparameters.reset(token)
-        if list(classifier.hparams.image_shape) != list(image_shape):
-            raise ConfigValueError(
-                f"model.judge: {path} classifies images of shape {list(classifier.hparams.image_shape)}, the data "
-                f"gives {list(image_shape)}: use a judge trained on the same images."
-            )
-        # [0, 1] images -> what the classifier was trained on (identity for the digits).
-        mean, std = normalization if normalization is not None else ([0.0], [1.0])
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32)[:, None, None], persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32)[:, None, None], persistent=False)
-        self.name = f"classifier {path}"
-        self.classifier = classifier.net.eval().requires_grad_(False)
-        self.num_classes = int(classifier.hparams.num_classes)
-
-    def train(self, mode: bool = True) -> "Judge":
-        return super().train(False)  # always judged in eval mode (batch-norm statistics of its training)
-
-    def standardize(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() - self.mean) / self.std
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) in [0, 1] -> (B, classes) logits
-        return self.classifier(self.standardize(images))
-
-
-class _Features(nn.Module):
-    """The judge's penultimate features, what FID compares (a view of the same frozen network)."""
-
-    def __init__(self, judge: Judge) -> None:
-        super().__init__()
-        self.judge = judge
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.judge.classifier.features(self.judge.standardize(images))
-
-
 class GAN(TaskModule):
     """A GAN trained with manual optimisation: one discriminator step per batch, one generator step every
     ``discriminator_steps`` batches.
@@ -110,14 +45,17 @@ class GAN(TaskModule):
     validation, ``num_eval_samples`` generated images (from the EMA generator when ``ema_decay`` is set) are
     scored by the judge against the validation images: ``val/fid`` (Fréchet distance in the judge's features;
     it picks the best checkpoint), ``val/is`` (Inception-style score with the judge's class probabilities, up
-    to the number of classes) and ``val/min_class_share`` (the rarest class among the judged samples: mode
-    collapse shows here).
+    to the number of classes) and, when the judge's classes are the data's, ``val/min_class_share`` (the rarest
+    class among the judged samples: mode collapse shows here). The judge is named in the log at the start of
+    every run: scores of different judges are different numbers.
 
     Args:
         generator: noise -> images network, e.g. ``lit_mlcourse.nets.DCGANGenerator`` (has ``latent_dim``).
         discriminator: images -> one logit each, e.g. ``lit_mlcourse.nets.DCGANDiscriminator``.
         image_shape: ``(channels, side, side)`` (linked from the DataModule).
-        judge: ``best.ckpt`` of an image classifier of this package trained on the same images.
+        judge: ``best.ckpt`` of an image classifier of this package trained on the same images, or a local copy
+            of the Inception-v3 weights FID is defined with (``pt_inception-2015-12-05-6726825d.pth``): the
+            published FID and Inception Score (slow on a CPU: every image is resized to 299x299).
         judge_normalization: ``[mean, std]`` per channel that the judge's training data was standardized with
             (CIFAR-10: its channel statistics); ``None``: the judge saw images in [0, 1] (the digits).
         loss: ``non_saturating`` or ``hinge``.
@@ -159,7 +97,8 @@ class GAN(TaskModule):
         if judge is None:
             raise ConfigValueError(
                 "model.judge is required: the checkpoint of an image classifier trained on the same images scores "
-                "the samples (e.g. `lit fit --config configs/quickstart.yaml`, then its checkpoints/best.ckpt)."
+                "the samples (e.g. `lit fit --config configs/quickstart.yaml`, then its checkpoints/best.ckpt), or "
+                "the Inception-v3 weights pt_inception-2015-12-05-6726825d.pth as a local file."
             )
         if discriminator_steps < 1 or num_eval_samples < 2 or not 0 <= label_smoothing < 1:
             raise ConfigValueError(
@@ -183,13 +122,14 @@ class GAN(TaskModule):
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.inception import InceptionScore
 
-        self.judge = Judge(judge, image_shape, judge_normalization)
-        features = _Features(self.judge)
+        self.judge = load_judge(judge, image_shape, judge_normalization)
+        features = JudgeFeatures(self.judge)
         self.fid = FrechetInceptionDistance(features, input_img_size=tuple(image_shape), normalize=True)
         self.inception_score = InceptionScore(self.judge, splits=10)
 
     def on_fit_start(self) -> None:  # no metric collections to reset: the scores are computed by hand
-        rank_zero_info(f"GAN judge: {self.judge.name} ({self.judge.num_classes} classes)")
+        classes = f"{self.judge.num_classes} classes" if self.judge.num_classes else "not the data's classes"
+        rank_zero_info(f"GAN judge: {self.judge.name} ({classes})")
 
     def on_train_epoch_end(self) -> None:
         pass  # the losses are logged per epoch by training_step
@@ -283,17 +223,19 @@ class GAN(TaskModule):
         """Judge ``num_eval_samples`` generated images against the real images of ``stage`` seen by the steps.
         Each process scores its share of the samples; the metrics' states are summed over processes."""
         count = -(-self.hparams.num_eval_samples // self.trainer.world_size)
-        counts = torch.zeros(self.judge.num_classes, device=self.device)
-        for chunk in self.sample(count).split(500):
+        classes = self.judge.num_classes
+        counts = torch.zeros(classes or 1, device=self.device)
+        for chunk in self.sample(count).split(200):
             self.fid.update(chunk, real=False)
             self.inception_score.update(chunk)
-            counts += torch.bincount(self.judge(chunk).argmax(1), minlength=self.judge.num_classes)
-        counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+            if classes:
+                counts += torch.bincount(self.judge(chunk).argmax(1), minlength=classes)
         score, spread = self.inception_score.compute()
-        self.log_dict(
-            {f"{stage}/fid": self.fid.compute(), f"{stage}/is": score, f"{stage}/is_std": spread,
-             f"{stage}/min_class_share": counts.min() / counts.sum()},
-        )  # fmt: skip
+        scores = {f"{stage}/fid": self.fid.compute(), f"{stage}/is": score, f"{stage}/is_std": spread}
+        if classes:
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+            scores[f"{stage}/min_class_share"] = counts.min() / counts.sum()
+        self.log_dict(scores)
         self.fid.reset()
         self.inception_score.reset()
 
