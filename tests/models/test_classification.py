@@ -54,6 +54,26 @@ def test_top5_accuracy_counts_the_target_among_the_five_largest_logits():
     assert "val/acc_top5" not in ImageClassifier(small_cnn, num_classes=2).val_metrics.compute()
 
 
+def test_each_metric_keeps_its_own_counts_over_batches():
+    """A first batch whose true classes are all in the top 5 made torchmetrics group macro F1 with top-5
+    accuracy (equal states after one update): F1 then came out 1.0 for a classifier that missed some."""
+    from sklearn.metrics import f1_score
+
+    model = ImageClassifier(small_cnn, num_classes=10, image_shape=(1, 8, 8))
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.arange(40) % 10
+    logits = torch.nn.functional.one_hot(targets, 10).float() * 5 + torch.randn(40, 10, generator=generator)
+    logits[3] = torch.nn.functional.one_hot((targets[3] + 1) % 10, 10) * 9.0  # wrong, but target in the top 5
+    logits[25] = torch.nn.functional.one_hot((targets[25] + 2) % 10, 10) * 9.0
+    for batch in range(0, 40, 8):
+        model.test_metrics.update(logits[batch : batch + 8], targets[batch : batch + 8])
+    metrics = model.test_metrics.compute()
+    predictions = logits.argmax(1)
+    assert float(metrics["test/acc"]) == pytest.approx(float((predictions == targets).float().mean()))
+    assert float(metrics["test/f1"]) == pytest.approx(f1_score(targets, predictions, average="macro"), abs=1e-6)
+    assert float(metrics["test/f1"]) < 1
+
+
 def test_class_names_must_match_the_class_count():
     with pytest.raises(ConfigValueError, match=r"model.class_names has 2 names for 3 classes"):
         ImageClassifier(small_cnn, num_classes=3, class_names=["ants", "bees"])
