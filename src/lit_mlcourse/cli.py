@@ -33,7 +33,7 @@ from lit_mlcourse.cross_validation import run_cross_validation
 from lit_mlcourse.errors import ConfigValueError, UserInputError
 from lit_mlcourse.models.base import TaskModule
 from lit_mlcourse.nets.torchvision_net import weights_from_checkpoint
-from lit_mlcourse.runs import as_plain, choose_run_folder, fill_run_folder
+from lit_mlcourse.runs import as_plain, choose_run_folder, fill_run_folder, keep_csv_metrics
 from lit_mlcourse.summary import print_summary, run_summary, write_json
 
 # What a DataModule knows and a model needs, linked by name: a user never types these twice.
@@ -173,7 +173,8 @@ class LitCLI(LightningCLI):
         config = self.run_config
         try:
             check_values(config, LitArgumentParser.current_args)
-            self.run_dir = choose_run_folder(config)
+            # `fit` in a requeued SLURM job continues the run of the job's first attempt (runs.requeued_run).
+            self.run_dir = choose_run_folder(config, resumable=self.subcommand == "fit")
             choose_checkpoint_monitor(config.checkpoint, import_class(config.model.class_path))
         except ConfigValueError as error:
             self.parser.error(str(error))
@@ -240,7 +241,10 @@ class LitCLI(LightningCLI):
         return self._instantiate_trainer(config, extra)
 
     def before_fit(self) -> None:
-        self._check_checkpoint_matches_data()
+        checkpoint = self._check_checkpoint_matches_data()
+        if checkpoint is not None and self.trainer.is_global_zero:
+            # A run resumed in its own folder (a requeued SLURM job, a logger with a fixed version) keeps its metrics.
+            keep_csv_metrics(self.trainer.loggers, checkpoint.get("global_step", 0))
 
     def before_validate(self) -> None:
         self._check_checkpoint_matches_data()
@@ -256,15 +260,17 @@ class LitCLI(LightningCLI):
     def before_predict(self) -> None:
         self._check_checkpoint_matches_data()
 
-    def _check_checkpoint_matches_data(self) -> None:
+    def _check_checkpoint_matches_data(self) -> dict[str, Any] | None:
         """A checkpoint trained on other inputs (another feature set, window, class count) is refused
-        with both values named, instead of a tensor size mismatch deep in load_state_dict."""
+        with both values named, instead of a tensor size mismatch deep in load_state_dict. Returns the
+        checkpoint, if a file is given."""
         path = self.run_config.get("ckpt_path")
         if not path or not Path(path).is_file():
-            return
+            return None
         import torch
 
-        stored = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        stored = checkpoint.get("hyper_parameters", {})
         for fact in DATA_FACTS:
             if fact == "standardization" or fact not in stored or fact not in self.model.hparams:
                 continue
@@ -274,6 +280,7 @@ class LitCLI(LightningCLI):
                     f"{fact}={as_plain(self.model.hparams[fact])}: use the config the checkpoint was trained "
                     "with (config.yaml in its run folder)."
                 )
+        return checkpoint
 
     def after_fit(self) -> None:
         metrics = dict(self.trainer.callback_metrics)

@@ -9,6 +9,8 @@ import lightning as L
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 
+from lit_mlcourse.runs import mark_slurm_job
+
 CHECKPOINT_KEY = "lit_mlcourse_config"
 
 
@@ -29,7 +31,8 @@ def free_config_path(folder: Path, text: str, filename: str = "config.yaml") -> 
 
 class SaveRunConfig(SaveConfigCallback):
     """Saves the resolved config as ``config.yaml`` in the run folder, inside every checkpoint
-    (``checkpoint["lit_mlcourse_config"]``, YAML text), and in each logger's config."""
+    (``checkpoint["lit_mlcourse_config"]``, YAML text), and in each logger's config. In a SLURM job, `fit`
+    also names the job in the run folder (the trainer's root), for a requeued job to continue there."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.already_saved:
@@ -44,6 +47,9 @@ class SaveRunConfig(SaveConfigCallback):
             config = yaml.safe_load(self.config_text)
             for logger in trainer.loggers:
                 logger.log_hyperparams({"config": config})
+            if stage == "fit":
+                # Written here, after every rank chose its folder: a rank still choosing would see this one taken.
+                mark_slurm_job(Path(trainer.default_root_dir))
         self.already_saved = True
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:

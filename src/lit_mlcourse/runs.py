@@ -3,20 +3,32 @@
 Loggers name their folders with placeholders (``{default_root_dir}``, ``{name}``, ``{version}``,
 ``{run_dir}``) that are filled in on a copy of the config when a run starts. The saved ``config.yaml``
 keeps the placeholders, so running it again starts a new version instead of writing over the old one.
+
+A SLURM job that SLURM restarts (``#SBATCH --requeue``) is the exception: it continues in the run folder of its
+first attempt (named by the folder's ``slurm_job_id`` file), from the checkpoint Lightning saved there on SLURM's
+signal.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 # Set by the launching process so that DDP workers started later agree on the version it chose.
 VERSION_ENV = "LIT_MLCOURSE_RUN_VERSION"
 PLACEHOLDERS = ("{default_root_dir}", "{name}", "{version}", "{run_dir}")
+# In a run folder trained by a SLURM job: the job's id, so that the job finds the folder again when requeued.
+SLURM_JOB_FILE = "slurm_job_id"
+HPC_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt")  # Lightning's name for the checkpoint saved on SLURM's signal
 
 
 def experiment_name(config: Namespace) -> str:
@@ -46,10 +58,11 @@ def _is_child_rank() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
 
 
-def choose_run_folder(config: Namespace) -> Path:
+def choose_run_folder(config: Namespace, resumable: bool = False) -> Path:
     """Settle ``name`` and ``trainer.default_root_dir`` in ``config`` and pick the run folder: the
-    version a logger names explicitly, else the one the launching process chose (DDP workers), else the
-    next free ``version_<N>``."""
+    version a logger names explicitly, else the one the launching process chose (DDP workers), else (when
+    ``resumable`` and no ``ckpt_path`` is given) the folder of a requeued SLURM job's first attempt, whose
+    checkpoint becomes ``ckpt_path``, else the next free ``version_<N>``."""
     root = Path(config.trainer.get("default_root_dir") or "runs")
     config.trainer.default_root_dir = str(root)
     config.name = experiment_name(config)
@@ -61,6 +74,14 @@ def choose_run_folder(config: Namespace) -> Path:
     version = explicit[0] if explicit else None
     if version is None and _is_child_rank():
         version = os.environ.get(VERSION_ENV)
+    if version is None and resumable and not config.get("ckpt_path"):
+        requeued = requeued_run(root / config.name)
+        if requeued is not None:
+            version, config.ckpt_path = requeued[0].name, str(requeued[1])
+            rank_zero_info(
+                f"lit: SLURM job {os.environ['SLURM_JOB_ID']} was requeued (restart "
+                f"{os.environ['SLURM_RESTART_COUNT']}): resuming {requeued[0]} from {requeued[1]}"
+            )
     if version is None:
         version = next_version(root / config.name)
     version = f"version_{version}" if isinstance(version, int) else str(version)
@@ -68,10 +89,58 @@ def choose_run_folder(config: Namespace) -> Path:
     return root / config.name / version
 
 
+def requeued_run(folder: Path) -> tuple[Path, Path] | None:
+    """When SLURM has restarted this job (SLURM_RESTART_COUNT >= 1): the run folder under ``folder`` that
+    names the job (the newest, should several) and the checkpoint to continue from, the newest
+    ``hpc_ckpt_<n>.ckpt`` (saved by Lightning on SLURM's signal before the requeue) or else
+    ``checkpoints/last.ckpt`` (a requeue after a node failure). ``None`` when there is nothing to continue."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1 or not folder.is_dir():
+        return None
+    marks = [mark for mark in folder.glob(f"*/{SLURM_JOB_FILE}") if mark.read_text().strip() == job]
+    for mark in sorted(marks, key=lambda path: path.stat().st_mtime, reverse=True):
+        run = mark.parent
+        hpc = {int(match.group(1)): path for path in run.iterdir() if (match := HPC_CHECKPOINT.fullmatch(path.name))}
+        if hpc:
+            return run, hpc[max(hpc)]
+        if (run / "checkpoints" / "last.ckpt").is_file():
+            return run, run / "checkpoints" / "last.ckpt"
+    return None
+
+
+def mark_slurm_job(run_dir: Path) -> None:
+    """Name the SLURM job (if any) that trains in ``run_dir``, for :func:`requeued_run`."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / SLURM_JOB_FILE).write_text(job + "\n")
+
+
+def keep_csv_metrics(loggers: list[Any], before_step: int) -> None:
+    """Lightning's CSVLogger deletes the metrics.csv of a folder it opens. A run resumed in its folder keeps
+    the rows logged before its checkpoint (``step`` < ``before_step``; later ones are logged again) and
+    appends to them. Call on global rank zero, before training."""
+    for logger in loggers:
+        path = Path(logger.log_dir) / "metrics.csv" if isinstance(logger, CSVLogger) else None
+        if path is None or not path.is_file():
+            continue
+        reader = csv.DictReader(io.StringIO(path.read_text()))
+        rows = [row for row in reader if row.get("step") and int(float(row["step"])) < before_step]
+        header = list(reader.fieldnames or [])
+        with warnings.catch_warnings():  # its warning that the old rows will be deleted: not so
+            warnings.filterwarnings("ignore", message="Experiment logs directory")
+            writer = logger.experiment  # deletes metrics.csv
+        with path.open("w", newline="") as file:
+            table = csv.DictWriter(file, fieldnames=header)
+            table.writeheader()
+            table.writerows(rows)
+        writer.metrics_keys = header  # the columns of the file appended to (Lightning's writer)
+
+
 def fill_run_folder(config: Namespace, run_dir: Path) -> None:
     """Fill the placeholders of the loggers' string arguments in ``config`` (a copy of the parsed
-    config) for the run folder ``run_dir``. Without any logger, the run folder becomes the trainer's
-    root, so that checkpoints and files still land in it."""
+    config) for the run folder ``run_dir``, which becomes the trainer's root: checkpoints without a
+    logger, and Lightning's ``hpc_ckpt_<n>.ckpt`` on SLURM's requeue signal, land in it."""
     root = Path(config.trainer.default_root_dir)
     values = {
         "default_root_dir": str(root),
@@ -86,8 +155,7 @@ def fill_run_folder(config: Namespace, run_dir: Path) -> None:
                 setattr(logger.init_args, key, value.format(**values))
         if logger.class_path.rsplit(".", 1)[-1] == "WandbLogger":
             configure_wandb(logger.init_args)
-    if not loggers:
-        config.trainer.default_root_dir = str(run_dir)
+    config.trainer.default_root_dir = str(run_dir)
 
 
 def loggers_of(config: Namespace) -> list[Namespace]:

@@ -37,6 +37,9 @@ class LineProgressBar(ProgressBar):
 
     # The epoch's line is printed once the epoch is over for every hook: models log their epoch
     # metrics in their own on_train_epoch_end, which Lightning calls after the callbacks'.
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()  # a run resumed mid-epoch gets no on_train_epoch_start for that epoch
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._print_finished_epoch(trainer)
         self._started = time.perf_counter()

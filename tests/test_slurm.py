@@ -1,0 +1,141 @@
+"""SLURM emulated on one machine: the `lit` command (a subprocess) with the variables srun sets, a fake `scontrol`
+first on PATH, and SIGUSR1 as `#SBATCH --signal=SIGUSR1@90` sends it. A requeued job (SLURM_RESTART_COUNT=1)
+continues in the run folder of its first attempt, from the checkpoint Lightning saved on the signal."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIGS, ROOT, lit_env
+
+from lit_mlcourse.runs import SLURM_JOB_FILE, requeued_run
+
+JOB_ID = "4242"
+# What srun sets for a one-task job. A job name of "bash" or "interactive" would make Lightning ignore SLURM.
+SLURM = {"SLURM_JOB_ID": JOB_ID, "SLURM_JOB_NAME": "lit-test", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1",
+         "SLURM_NNODES": "1", "SLURM_NODEID": "0", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}  # fmt: skip
+STEPS_PER_EPOCH = 20  # ceil(1,221 training digits / 64)
+
+
+def slurm_env(bin_dir: Path, **extra: str) -> dict[str, str]:
+    """lit_env() with SLURM's variables (none of the machine's own, should the tests run in a SLURM job)."""
+    env = {key: value for key, value in lit_env().items() if not key.startswith("SLURM_")}
+    env.update(SLURM, **extra)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def fake_command(bin_dir: Path, name: str, body: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def wait_for(condition, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"lit exited {process.returncode} early:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_sigusr1_checkpoints_and_requeues_and_the_requeued_job_resumes_in_its_run_folder(tmp_path):
+    bin_dir, calls = tmp_path / "bin", tmp_path / "scontrol.calls"
+    fake_command(bin_dir, "scontrol", f'echo "$@" >> {shlex.quote(str(calls))}')
+    lit = [str(Path(sys.executable).parent / "lit"), "fit", "--config", str(CONFIGS / "quickstart.yaml"),
+           "--data.batch_size", "64", "--trainer.default_root_dir", str(tmp_path / "runs")]  # fmt: skip
+    run = tmp_path / "runs" / "quickstart" / "version_0"
+
+    # First attempt: long enough to be still training when SLURM's signal comes.
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        first = subprocess.Popen([*lit, "--trainer.max_epochs", "200"], cwd=tmp_path, env=slurm_env(bin_dir),
+                                 stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            # One epoch done: the trainer's signal handlers are in place (before, SIGUSR1 would kill the process).
+            wait_for((run / "checkpoints" / "last.ckpt").is_file, first, log, timeout=60)
+            first.send_signal(signal.SIGUSR1)
+            wait_for(calls.is_file, first, log, timeout=30)  # the checkpoint is saved before scontrol is called
+            first.send_signal(signal.SIGTERM)  # as SLURM ends the job it requeues
+            first.wait(timeout=30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+    assert calls.read_text().splitlines() == [f"requeue {JOB_ID}"], log.read_text()
+    assert (run / SLURM_JOB_FILE).read_text().strip() == JOB_ID
+    hpc = torch.load(run / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)
+    assert hpc["global_step"] >= STEPS_PER_EPOCH
+
+    # The requeued job: same job id, SLURM_RESTART_COUNT=1, a few epochs past the checkpoint's.
+    max_epochs = hpc["epoch"] + 2
+    second = subprocess.run([*lit, "--trainer.max_epochs", str(max_epochs)], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, env=slurm_env(bin_dir, SLURM_RESTART_COUNT="1"))  # fmt: skip
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output
+    assert f"lit: SLURM job {JOB_ID} was requeued (restart 1): resuming {run} from {run / 'hpc_ckpt_1.ckpt'}" in output
+    assert f"Restored all states from the checkpoint at {run / 'hpc_ckpt_1.ckpt'}" in output
+    assert sorted(path.name for path in run.parent.iterdir()) == ["version_0"]  # no new run folder
+    assert json.loads((run / "summary.json").read_text())["run_dir"] == str(run)
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == max_epochs * STEPS_PER_EPOCH  # continued from the checkpoint's step
+    # metrics.csv continues: the first attempt's epochs, then the rest, each epoch's validation once.
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(row["epoch"]) for row in rows if row.get("val/loss")] == list(range(max_epochs))
+    assert calls.read_text().splitlines() == [f"requeue {JOB_ID}"]  # not requeued again
+
+
+def test_the_requeued_run_is_the_folder_of_the_same_job_with_a_checkpoint(tmp_path, monkeypatch):
+    for key in [key for key in os.environ if key.startswith("SLURM_")]:
+        monkeypatch.delenv(key)
+    folder = tmp_path / "quickstart"
+    for version, job in (("version_0", JOB_ID), ("version_1", "77"), ("version_2", JOB_ID)):
+        (folder / version / "checkpoints").mkdir(parents=True)
+        (folder / version / SLURM_JOB_FILE).write_text(job + "\n")
+    (folder / "version_1" / "hpc_ckpt_1.ckpt").touch()  # another job's
+    (folder / "version_0" / "checkpoints" / "last.ckpt").touch()
+    monkeypatch.setenv("SLURM_JOB_ID", JOB_ID)
+    assert requeued_run(folder) is None  # the first attempt (no SLURM_RESTART_COUNT) starts a new run
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    # version_2 names the job too, but holds nothing to resume from; without an hpc checkpoint, last.ckpt
+    assert requeued_run(folder) == (folder / "version_0", folder / "version_0" / "checkpoints" / "last.ckpt")
+    for number in (2, 10):
+        (folder / "version_0" / f"hpc_ckpt_{number}.ckpt").touch()
+    assert requeued_run(folder) == (folder / "version_0", folder / "version_0" / "hpc_ckpt_10.ckpt")
+    monkeypatch.setenv("SLURM_JOB_ID", "5")
+    assert requeued_run(folder) is None
+
+
+@pytest.mark.parametrize("script", ["single_node.sbatch", "multi_node.sbatch"])
+def test_sbatch_script_runs_lit_fit_with_slurms_layout(tmp_path, script):
+    """The script under bash with a fake srun that records its arguments: the config is the first argument,
+    devices and num_nodes come from SLURM's variables, the other arguments pass through."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "srun.calls"
+    fake_command(bin_dir, "srun", f'printf "%s\\n" "$@" > {shlex.quote(str(calls))}')
+    env = slurm_env(bin_dir, SLURM_NTASKS_PER_NODE="4", SLURM_NNODES="2", SLURM_CPUS_PER_TASK="8")
+    command = ["bash", str(ROOT / "scripts" / "slurm" / script), "configs/quickstart.yaml", "--name", "a b"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    layout = ["--trainer.devices", "4", "--trainer.num_nodes", "2"]
+    called = calls.read_text().splitlines()
+    assert called == ["lit", "fit", "--config", "configs/quickstart.yaml", *layout, "--name", "a b"]
+
+
+def test_sbatch_script_needs_a_config(tmp_path):
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "slurm" / "single_node.sbatch")], cwd=tmp_path,
+                            env=slurm_env(tmp_path), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode != 0 and "usage: sbatch scripts/slurm/single_node.sbatch CONFIG" in result.stderr
