@@ -16,7 +16,9 @@ def quickstart(tmp_path, *args: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("monitor", "mode", "expected"),
-    [(None, None, ("val/acc", "max")), ("val/f1", None, ("val/f1", "max")), ("val/loss", None, ("val/loss", "min")),
+    [(None, None, ("val/loss", "min")),  # the quick start's choice
+     ("null", None, ("val/acc", "max")),  # the task's own
+     ("val/f1", None, ("val/f1", "max")), ("val/loss", None, ("val/loss", "min")),
      ("val/loss", "max", ("val/loss", "max")), ("train/r2", None, ("train/r2", "max"))],
 )  # fmt: skip
 def test_checkpoint_monitor_and_direction(tmp_path, monitor, mode, expected):
