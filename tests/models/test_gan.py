@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from lit_mlcourse.data import DigitsDataModule
 from lit_mlcourse.errors import ConfigValueError
 from lit_mlcourse.models import GAN
-from lit_mlcourse.models.gan import check_unit_range, discriminator_loss, generator_loss
+from lit_mlcourse.models.gan import check_unit_range, discriminator_loss, ema_with_warmup, generator_loss
 from lit_mlcourse.nets import DCGANDiscriminator, DCGANGenerator
 
 
@@ -69,3 +69,25 @@ def test_a_short_fit_scores_samples_and_keeps_the_fixed_noise_out_of_checkpoints
     images = model.sample(5, seed=0)
     assert images.shape == (5, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
     torch.testing.assert_close(images, model.sample(5, seed=0))  # seeded samples repeat
+    # Every evaluation scores the same noise: the same generator gets the same FID, so checkpoints differ by
+    # their generators only.
+    first = trainer.validate(model, DigitsDataModule(batch_size=32), verbose=False)[0]
+    second = trainer.validate(model, DigitsDataModule(batch_size=32), verbose=False)[0]
+    assert first["val/fid"] == second["val/fid"] and first["val/is"] == second["val/is"]
+
+
+def test_the_ema_decay_warms_up_to_its_setting():
+    from torch.optim.swa_utils import AveragedModel
+
+    network = torch.nn.Linear(1, 1, bias=False)
+    average = AveragedModel(network, multi_avg_fn=ema_with_warmup(0.9), use_buffers=True)
+    expected = None
+    for step in range(100):  # the warm-up reaches 0.9 at n = 80
+        network.weight.data.fill_(float(step))
+        average.update_parameters(network)
+        if expected is None:  # the first update copies
+            expected = float(step)
+        else:  # n = updates before this one; the decay is (1 + n) / (10 + n) until it reaches 0.9
+            rate = min(0.9, (1 + step) / (10 + step))
+            expected = rate * expected + (1 - rate) * step
+        assert float(average.module.weight) == pytest.approx(expected, rel=1e-6), step

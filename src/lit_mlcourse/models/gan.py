@@ -1,6 +1,7 @@
 """An unconditional GAN (DCGAN by default): a generator learns to fool a discriminator that learns not to be
 fooled, judged without downloads: by a classifier this package trained, or by Inception-v3 from local weights."""
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
@@ -10,8 +11,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from lit_mlcourse.errors import ConfigValueError
 from lit_mlcourse.models.base import TaskModule
@@ -19,6 +21,9 @@ from lit_mlcourse.models.judges import JudgeFeatures, load_judge
 
 # Builds a network for the image shape, e.g. lit_mlcourse.nets.DCGANGenerator with its other arguments.
 ImageNetFactory = Callable[[Sequence[int]], nn.Module]
+
+
+EVAL_SEED = 1000  # the evaluation noise's seed (the sample grids use 0)
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str, smoothing: float = 0.0):
@@ -62,7 +67,8 @@ class GAN(TaskModule):
         discriminator_steps: discriminator updates per generator update.
         label_smoothing: one-sided smoothing of the real label (non-saturating loss only).
         gradient_clip_val: clip each network's gradient norm to this value (``None``: no clipping).
-        ema_decay: exponential moving average of the generator's weights (``None``: off).
+        ema_decay: exponential moving average of the generator's weights (``None``: off); the decay warms up
+            from 0.1 (``ema_with_warmup``).
         num_eval_samples: generated images scored at each validation.
         num_fixed_samples: size of the fixed noise batch the sample grids are drawn from.
         generator_optimizer: default Adam, lr 2e-4, betas (0.5, 0.999), as in the DCGAN paper.
@@ -114,7 +120,7 @@ class GAN(TaskModule):
         self.discriminator = discriminator(image_shape)
         self.ema = None
         if ema_decay is not None:
-            self.ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+            self.ema = AveragedModel(self.generator, multi_avg_fn=ema_with_warmup(ema_decay), use_buffers=True)
             self.ema.requires_grad_(False)
         latent = torch.randn(num_fixed_samples, self.generator.latent_dim, generator=torch.Generator().manual_seed(0))
         self.register_buffer("fixed_noise", latent, persistent=False)  # the sample grids' noise: same every run
@@ -135,6 +141,9 @@ class GAN(TaskModule):
         pass  # the losses are logged per epoch by training_step
 
     def setup(self, stage: str) -> None:
+        # The judge is frozen in eval mode on purpose: Lightning's warning about eval-mode modules would alarm
+        # every GAN run for nothing.
+        warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode", PossibleUserWarning)
         strategy = self.trainer.strategy
         # The discriminator's step leaves the generator without gradients and the other way round: DDP must look
         # for unused parameters (Lightning no longer does by default, and its own GAN example fails there).
@@ -225,12 +234,18 @@ class GAN(TaskModule):
         count = -(-self.hparams.num_eval_samples // self.trainer.world_size)
         classes = self.judge.num_classes
         counts = torch.zeros(classes or 1, device=self.device)
-        for chunk in self.sample(count).split(200):
+        # The same noise at every evaluation (a seed per process): epochs differ by their generator only, not by
+        # the luck of the draw, so the best checkpoint by FID is picked on less noise.
+        for chunk in self.sample(count, seed=EVAL_SEED + self.global_rank).split(200):
             self.fid.update(chunk, real=False)
             self.inception_score.update(chunk)
             if classes:
                 counts += torch.bincount(self.judge(chunk).argmax(1), minlength=classes)
-        score, spread = self.inception_score.compute()
+        # The score shuffles the samples into its splits with the global random stream: seeded here, the same
+        # samples get the same score, and the training's random stream is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(EVAL_SEED)
+            score, spread = self.inception_score.compute()
         scores = {f"{stage}/fid": self.fid.compute(), f"{stage}/is": score, f"{stage}/is_std": spread}
         if classes:
             counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
@@ -246,6 +261,23 @@ class GAN(TaskModule):
         from lit_mlcourse.callbacks.samples import GeneratedImageWriter, SampleGrid
 
         return [GeneratedImageWriter()] if subcommand == "predict" else [SampleGrid()]
+
+
+def ema_with_warmup(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """An exponential moving average whose decay grows as ``(1 + n) / (10 + n)`` up to ``decay`` (``n``: updates
+    so far), as TensorFlow's ExponentialMovingAverage with ``num_updates``: with a fixed decay the average would
+    drag the random initial weights along for about ``1 / (1 - decay)`` steps, and early samples would be noise."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        rate = min(decay, (1 + float(updates)) / (10 + float(updates)))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - rate)
+        else:  # integer buffers (batch norm's num_batches_tracked)
+            for average, value in zip(averaged, current, strict=True):
+                average.copy_(average * rate + value * (1 - rate))
+
+    return update
 
 
 def dcgan_adam(params: Iterable[Any]) -> torch.optim.Optimizer:
