@@ -6,6 +6,7 @@ import difflib
 import importlib
 import inspect
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -196,18 +197,64 @@ def _optimizer_entries(node: Any, path: tuple[str, ...] = ()):
             yield from _optimizer_entries(value, (*path, key))
 
 
+def _where(key: str, argv: list[str]) -> str:
+    place = locate_key(key, argv)
+    return f" (set {'on' if place == 'the command line' else 'in'} {place})" if place else ""
+
+
 def check_values(config: Namespace, argv: list[str]) -> None:
     """Semantic checks that types alone cannot express; raises :class:`ConfigValueError`."""
     for key, init_args in _optimizer_entries(config):
         lr = init_args.get("lr")
         if isinstance(lr, (int, float)) and not (math.isfinite(lr) and lr > 0):
             shown = ".".join(_normal(key))
-            place = locate_key(f"{key}.lr", argv)
             raise ConfigValueError(
-                f"{shown}.lr = {lr}"
-                + (f" (set {'on' if place == 'the command line' else 'in'} {place})" if place else "")
-                + ": the learning rate must be a finite number > 0 (typically 1e-4 to 1)."
+                f"{shown}.lr = {lr}{_where(f'{key}.lr', argv)}: the learning rate must be a finite number > 0 "
+                "(typically 1e-4 to 1)."
             )
+    trainer = config.get("trainer")
+    if isinstance(trainer, Namespace) and _runs_on_cpu(trainer.get("accelerator", "auto")):
+        _check_cpu_trainer(trainer, argv)
+
+
+def _runs_on_cpu(accelerator: Any) -> bool:
+    """Whether the run is on the CPU: ``cpu``, or ``auto`` on a machine without a CUDA or Apple GPU."""
+    if accelerator == "auto":
+        from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+
+        return not (CUDAAccelerator.is_available() or MPSAccelerator.is_available())
+    return accelerator == "cpu"
+
+
+def _check_cpu_trainer(trainer: Namespace, argv: list[str]) -> None:
+    """GPU-only trainer options on the CPU, refused before anything runs."""
+    if trainer.get("precision") in (16, "16", "16-mixed"):
+        # Lightning would warn and train in bf16-mixed, while config.yaml and the checkpoints record 16-mixed.
+        raise ConfigValueError(
+            f"trainer.precision={trainer.precision}{_where('trainer.precision', argv)}: float16 mixed precision "
+            "needs a GPU, and this run is on the CPU. On the CPU use bfloat16 (--config configs/trainer/bf16.yaml, "
+            "or --trainer.precision bf16-mixed) or float32 (--trainer.precision 32-true)."
+        )
+    processes = _cpu_processes(trainer.get("devices", "auto")) * (trainer.get("num_nodes") or 1)
+    if trainer.get("sync_batchnorm") and processes > 1:
+        # Otherwise every process fails in DDP's setup: "SyncBatchNorm layers only work with GPU modules".
+        raise ConfigValueError(
+            f"trainer.sync_batchnorm=true{_where('trainer.sync_batchnorm', argv)}: torch's SyncBatchNorm runs on "
+            f"GPUs only, and this run has {processes} processes on the CPU. For DDP on the CPU use "
+            "--config configs/trainer/ddp_cpu.yaml, or add --trainer.sync_batchnorm false (each process then "
+            "normalizes with the statistics of its own share of the batch)."
+        )
+
+
+def _cpu_processes(devices: Any) -> int:
+    """Processes Lightning starts on the CPU for ``trainer.devices`` (``auto``: 1, ``-1``: one per core)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str):
+        devices = int(devices) if devices.lstrip("-").isdigit() else 1
+    if devices == -1:
+        return os.cpu_count() or 1
+    return devices if isinstance(devices, int) and devices > 0 else 1
 
 
 # Names of metrics that are better when higher / lower (the part after the stage prefix, `val/acc`).

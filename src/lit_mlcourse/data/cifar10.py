@@ -14,7 +14,7 @@ from torchvision import tv_tensors
 
 from lit_mlcourse.data import cifar10_files as files
 from lit_mlcourse.data.folds import check_label_fraction, labelled_subset
-from lit_mlcourse.data.in_memory import make_loader
+from lit_mlcourse.data.in_memory import evaluation_sampler, make_loader
 from lit_mlcourse.data.resident import IndexDataset, ResidentTensors, keep_batch
 from lit_mlcourse.data.transforms import CIFAR10_MEAN, CIFAR10_STD, BatchAugmentation, per_sample_pipeline
 from lit_mlcourse.data.views import BatchViews, TwoViews, ViewOptions, check_views, simclr_view
@@ -135,8 +135,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         hp = self.hparams
         source = "train" if split == "bank" else split
         if hp.data_path == "device":
-            dataset = IndexDataset(split, len(self.splits.host[source][0]))
-            return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, collate_fn=keep_batch)
+            indices = IndexDataset(split, len(self.splits.host[source][0]))
+            sampler = evaluation_sampler(self.trainer, indices) if split != "train" else None
+            return DataLoader(indices, hp.batch_size, shuffle=shuffle, sampler=sampler, collate_fn=keep_batch)
         if split == "train" and hp.views is not None:
             transform = TwoViews(simclr_view(32, 3, self.mean, self.std, **hp.views))
         else:
@@ -144,7 +145,9 @@ class CIFAR10DataModule(L.LightningDataModule):
                 self.mean, self.std, 32, hp.padding, hp.flip, hp.color_jitter, hp.cutout, train=split == "train"
             )
         images, labels = self.splits.host[source]
-        return make_loader(_TransformedImages(images, labels, transform), hp.batch_size, hp.num_workers, shuffle)
+        dataset = _TransformedImages(images, labels, transform)
+        sampler = evaluation_sampler(self.trainer, dataset) if split != "train" else None
+        return make_loader(dataset, hp.batch_size, hp.num_workers, shuffle, sampler)
 
     def _with_bank(self, split: str) -> DataLoader | list[DataLoader]:
         # With SimCLR views, evaluation first reads the unaugmented training images (the kNN monitor's

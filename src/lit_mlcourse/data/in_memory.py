@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -16,7 +19,9 @@ class InMemoryDataModule(L.LightningDataModule):
         self.datasets: dict[str, Dataset] = {}
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return make_loader(self.datasets[split], self.hparams.batch_size, self.hparams.num_workers, shuffle)
+        dataset = self.datasets[split]
+        sampler = evaluation_sampler(self.trainer, dataset) if split != "train" else None
+        return make_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, shuffle, sampler)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -30,8 +35,30 @@ class InMemoryDataModule(L.LightningDataModule):
         return [self._loader("bank"), loader] if "bank" in self.datasets else loader
 
 
-def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool = False, sampler: Sampler | None = None
+) -> DataLoader:
     """The DataLoader every DataModule here uses: workers kept alive between epochs when there are any."""
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, persistent_workers=num_workers > 0
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
     )
+
+
+def evaluation_sampler(trainer: Any, dataset: Dataset) -> Sampler | None:
+    """Under DDP, the sampler of an evaluation split (validation, test, SimCLR's memory bank, prediction) that reads
+    each sample exactly once: process r of W gets samples r, r + W, ... (shares differ by at most one). ``None``
+    otherwise (Lightning's own sampling).
+
+    Lightning's default for validation and test, a DistributedSampler, pads the shares to equal length with repeated
+    samples, which then count twice in the metrics: 159 validation digits on 2 processes were scored as 160. Uneven
+    shares are safe in evaluation: DDP syncs buffers at the first batch only (every process gets one), and metrics and
+    logged values are synced once, at the epoch's end."""
+    kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
+    if not kwargs or kwargs.get("num_replicas", 1) <= 1:
+        return None
+    return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs)

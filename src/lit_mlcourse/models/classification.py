@@ -79,6 +79,7 @@ class ImageClassifier(TaskModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        self.track_losses()
         # Rows: true class, columns: predicted class; rendered by ConfusionMatrixPlot.
         self.val_confusion = torchmetrics.ConfusionMatrix(**options)
         self.test_confusion = self.val_confusion.clone()
@@ -115,7 +116,7 @@ class ImageClassifier(TaskModule):
         getattr(self, f"{stage}_metrics").update(logits.detach(), y)  # logged once per epoch
         if stage != "train":
             getattr(self, f"{stage}_confusion").update(logits, y)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log_loss(stage, loss, len(y))
         return loss
 
     def on_validation_epoch_end(self) -> None:

@@ -81,6 +81,7 @@ class Regressor(TaskModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        self.track_losses()
 
     def standardized(self, x: torch.Tensor) -> torch.Tensor:
         """Prediction on the standardized target scale; ``x`` is ``(B, window, features)`` in raw units."""
@@ -97,8 +98,9 @@ class Regressor(TaskModule):
         metrics = getattr(self, f"{stage}_metrics")
         # update() rather than forward(): no per-batch value is needed, only the epoch value
         metrics.update(z.detach() * self.target_std + self.target_mean, y)
-        # Epoch means for every stage, so that train and val curves are comparable point by point.
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        # Epoch means for every stage (over every process's samples), so that train and val curves are comparable
+        # point by point.
+        self.log_loss(stage, loss, len(y))
         return loss
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

@@ -133,8 +133,9 @@ class SimCLR(TaskModule):
         probe_logits = self.probe(features[:n].detach())
         probe_loss = F.cross_entropy(probe_logits, labels)
         self.train_metrics["probe_acc"].update(probe_logits.detach(), labels)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n)
-        self.log("train/probe_loss", probe_loss, on_step=False, on_epoch=True, batch_size=n)
+        # sync_dist: under DDP the mean over every process's samples, not rank 0's share (one all-reduce per epoch).
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("train/probe_loss", probe_loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return loss + probe_loss
 
     def on_validation_epoch_start(self) -> None:
@@ -179,9 +180,17 @@ class SimCLR(TaskModule):
 
     def _gather_bank(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
         features, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        if self.trainer.world_size > 1:  # every process votes with the whole bank (equal shards: padded)
-            features, labels = self.all_gather(features).flatten(0, 1), self.all_gather(labels).flatten(0, 1)
+        if self.trainer.world_size > 1:  # every process votes with the whole bank
+            features, labels = self._gather_uneven(features), self._gather_uneven(labels)
         return features, labels
+
+    def _gather_uneven(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` (N_r, ...) of every process r, concatenated: the shares may differ in length (each bank image
+        is read once, see data.in_memory.evaluation_sampler); all_gather needs equal ones, so pad, then drop."""
+        sizes = self.all_gather(torch.tensor(len(tensor), device=tensor.device)).tolist()  # (W,)
+        padded = torch.cat([tensor, tensor.new_zeros(max(sizes) - len(tensor), *tensor.shape[1:])])
+        gathered = self.all_gather(padded)  # (W, max N_r, ...)
+        return torch.cat([gathered[rank, :size] for rank, size in enumerate(sizes)])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["lit_mlcourse_task"] = CHECKPOINT_TAG
