@@ -171,8 +171,14 @@ class GAN(TaskModule):
 
     def sample(self, count: int, seed: int | None = None) -> torch.Tensor:
         """``count`` generated images in ``[0, 1]`` from the averaged generator, in eval mode."""
+        return self.generate(self.latents(count, seed))
+
+    def latents(self, count: int, seed: int | None = None) -> torch.Tensor:
         random = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
-        z = torch.randn(count, self.generator.latent_dim, device=self.device, generator=random)
+        return torch.randn(count, self.generator.latent_dim, device=self.device, generator=random)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """The images of latents ``z``, in ``[0, 1]``, from the averaged generator in eval mode."""
         generator = self.sampling_generator
         was_training = generator.training
         generator.eval()
@@ -196,7 +202,7 @@ class GAN(TaskModule):
                 self.discriminator(real), self.discriminator(fake.detach()), kind, self.hparams.label_smoothing
             )
             self._update(discriminator_opt, d_loss)
-        self.log("train/d_loss", d_loss, on_step=False, on_epoch=True, batch_size=len(real))
+        self.log("train/d_loss", d_loss, on_step=False, on_epoch=True, batch_size=len(real), sync_dist=True)
 
         if (batch_idx + 1) % self.hparams.discriminator_steps == 0:
             with self.toggled_optimizer(generator_opt):
@@ -204,7 +210,7 @@ class GAN(TaskModule):
                 self._update(generator_opt, g_loss)
             if self.ema is not None:
                 self.ema.update_parameters(self.generator)
-            self.log("train/g_loss", g_loss, on_step=False, on_epoch=True, batch_size=len(real))
+            self.log("train/g_loss", g_loss, on_step=False, on_epoch=True, batch_size=len(real), sync_dist=True)
 
     def _update(self, optimizer: Any, loss: torch.Tensor) -> None:
         """One optimizer step on ``loss``, its gradients clipped to ``gradient_clip_val`` when set."""
@@ -231,12 +237,13 @@ class GAN(TaskModule):
     def _score(self, stage: str) -> None:
         """Judge ``num_eval_samples`` generated images against the real images of ``stage`` seen by the steps.
         Each process scores its share of the samples; the metrics' states are summed over processes."""
-        count = -(-self.hparams.num_eval_samples // self.trainer.world_size)
         classes = self.judge.num_classes
         counts = torch.zeros(classes or 1, device=self.device)
-        # The same noise at every evaluation (a seed per process): epochs differ by their generator only, not by
-        # the luck of the draw, so the best checkpoint by FID is picked on less noise.
-        for chunk in self.sample(count, seed=EVAL_SEED + self.global_rank).split(200):
+        # The same noise at every evaluation: epochs differ by their generator only, not by the luck of the draw,
+        # so the best checkpoint by FID is picked on less noise. Every process draws all of it and takes its share,
+        # so the scores do not depend on the number of processes.
+        z = self.latents(self.hparams.num_eval_samples, seed=EVAL_SEED)[self.global_rank :: self.trainer.world_size]
+        for chunk in self.generate(z).split(200):
             self.fid.update(chunk, real=False)
             self.inception_score.update(chunk)
             if classes:
