@@ -137,7 +137,11 @@ class CIFAR10DataModule(L.LightningDataModule):
         if hp.data_path == "device":
             indices = IndexDataset(split, len(self.splits.host[source][0]))
             sampler = evaluation_sampler(self.trainer, indices) if split != "train" else None
-            return DataLoader(indices, hp.batch_size, shuffle=shuffle, sampler=sampler, collate_fn=keep_batch)
+            # Keywords only: Lightning rebuilds loaders from their arguments (predict), and a positional batch size
+            # would then be given twice.
+            return DataLoader(
+                indices, batch_size=hp.batch_size, shuffle=shuffle, sampler=sampler, collate_fn=keep_batch
+            )
         if split == "train" and hp.views is not None:
             transform = TwoViews(simclr_view(32, 3, self.mean, self.std, **hp.views))
         else:
