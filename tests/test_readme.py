@@ -44,6 +44,9 @@ def test_readme_fit_command_instantiates(
     if "--model.backbone_ckpt" in args:  # the pretraining run of the line before: a stand-in checkpoint
         at = args.index("--model.backbone_ckpt")
         args[at + 1] = str(simclr_checkpoint(args[:at] + args[at + 2 :], tmp_path))
+    if "--ckpt_path" in args:  # an argument of `fit` itself, not of the config (run=False takes no subcommand)
+        at = args.index("--ckpt_path")
+        args = args[:at] + args[at + 2 :]
     cli = LitCLI(args=[*args, "--trainer.default_root_dir", str(tmp_path)], run=False)
     assert cli.model is not None and cli.trainer is not None
 

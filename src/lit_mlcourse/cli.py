@@ -26,6 +26,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short names: --data PM25DataModule)
+from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.config_checks import check_values, choose_checkpoint_monitor, explain_parse_error, import_class
 from lit_mlcourse.config_saving import SaveRunConfig
@@ -191,7 +192,7 @@ class LitCLI(LightningCLI):
             self.config[self.subcommand] = config  # what config.yaml and the checkpoints' hparams record
         self.__dict__.pop("config_dump", None)
         resolved = self.config.clone()
-        fill_run_folder(resolved[self.subcommand] if self.subcommand else resolved, run_dir)
+        fill_run_folder(resolved[self.subcommand] if self.subcommand else resolved, run_dir, self.subcommand == "fit")
         # A checkpoint to load holds every weight: pretrained weights named in the config are not fetched.
         restoring = weights_from_checkpoint() if config.get("ckpt_path") else contextlib.nullcontext()
         with restoring:
@@ -230,8 +231,11 @@ class LitCLI(LightningCLI):
             # Rich in a terminal; one plain line per epoch in log files (CI, SLURM), where a
             # redrawing bar only leaves carriage-return noise.
             extra.append(RichProgressBar() if sys.stdout.isatty() else LineProgressBar())
-        if config.get("logger") not in (None, False, []) and not any(isinstance(c, LearningRateMonitor) for c in given):
-            extra.append(LearningRateMonitor(logging_interval="step"))
+        if config.get("logger") not in (None, False, []):
+            # The rate at every step as scalars, and the whole schedule as one picture.
+            for default in (LearningRateMonitor(logging_interval="step"), LearningRatePlot()):
+                if not any(isinstance(callback, type(default)) for callback in given):
+                    extra.append(default)
         # The task's own side effects (a confusion matrix, a prediction writer: predictions are never computed
         # for nothing), unless the config already has a callback of the same kind.
         for default in self.model.default_callbacks(self.subcommand):
@@ -360,8 +364,10 @@ def main(args: ArgsType = None) -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_HIDE_TIPS)  # a no-op when already added
     # Raised inside Lightning under torch >= 2.10; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    failed = True
     try:
         LitCLI(args=args)
+        failed = False
     except Exception as error:
         cause = _user_input_error(error)
         if cause is None or os.environ.get("LIT_MLCOURSE_DEBUG"):
@@ -369,7 +375,17 @@ def main(args: ArgsType = None) -> None:
         sys.stderr.write(f"lit: error: {cause}\n")
         sys.exit(2)
     finally:
+        _finish_wandb_run(failed)
         _end_process_group()
+
+
+def _finish_wandb_run(failed: bool) -> None:
+    """End the wandb run this command opened, if any, marked failed when the command failed. Left to the
+    interpreter's exit, the run stays open in a notebook or test that calls main() again: the next command's
+    WandbLogger would log into it, and its files would not be complete on disk yet."""
+    wandb = sys.modules.get("wandb")  # never imported here: only a run that logs to wandb has loaded it
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1 if failed else 0)
 
 
 def _end_process_group() -> None:

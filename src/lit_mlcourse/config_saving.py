@@ -9,7 +9,7 @@ import lightning as L
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 
-from lit_mlcourse.runs import mark_slurm_job
+from lit_mlcourse.runs import WANDB_RUN_FILE, mark_slurm_job
 
 CHECKPOINT_KEY = "lit_mlcourse_config"
 
@@ -29,10 +29,20 @@ def free_config_path(folder: Path, text: str, filename: str = "config.yaml") -> 
         index += 1
 
 
+def remember_wandb_run(trainer: L.Trainer) -> None:
+    """Keep the wandb run's id in the run folder (the trainer's root), for a resumed fit to continue the run."""
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger" and logger.version:
+            path = Path(trainer.default_root_dir) / WANDB_RUN_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{logger.version}\n")
+
+
 class SaveRunConfig(SaveConfigCallback):
     """Saves the resolved config as ``config.yaml`` in the run folder, inside every checkpoint
     (``checkpoint["lit_mlcourse_config"]``, YAML text), and in each logger's config. In a SLURM job, `fit`
-    also names the job in the run folder (the trainer's root), for a requeued job to continue there."""
+    also names the job in the run folder (the trainer's root), for a requeued job to continue there, and keeps
+    the id of its wandb run there."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.already_saved:
@@ -50,6 +60,7 @@ class SaveRunConfig(SaveConfigCallback):
             if stage == "fit":
                 # Written here, after every rank chose its folder: a rank still choosing would see this one taken.
                 mark_slurm_job(Path(trainer.default_root_dir))
+                remember_wandb_run(trainer)
         self.already_saved = True
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:

@@ -15,6 +15,8 @@ import csv
 import io
 import os
 import re
+import secrets
+import string
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ VERSION_ENV = "LIT_MLCOURSE_RUN_VERSION"
 PLACEHOLDERS = ("{default_root_dir}", "{name}", "{version}", "{run_dir}")
 # In a run folder trained by a SLURM job: the job's id, so that the job finds the folder again when requeued.
 SLURM_JOB_FILE = "slurm_job_id"
+# In a run folder logged to wandb: the wandb run's id, so that a fit resumed from one of its checkpoints continues it.
+WANDB_RUN_FILE = "wandb_run_id"
 HPC_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt")  # Lightning's name for the checkpoint saved on SLURM's signal
 
 
@@ -137,10 +141,11 @@ def keep_csv_metrics(loggers: list[Any], before_step: int) -> None:
         writer.metrics_keys = header  # the columns of the file appended to (Lightning's writer)
 
 
-def fill_run_folder(config: Namespace, run_dir: Path) -> None:
+def fill_run_folder(config: Namespace, run_dir: Path, resuming: bool = False) -> None:
     """Fill the placeholders of the loggers' string arguments in ``config`` (a copy of the parsed
     config) for the run folder ``run_dir``, which becomes the trainer's root: checkpoints without a
-    logger, and Lightning's ``hpc_ckpt_<n>.ckpt`` on SLURM's requeue signal, land in it."""
+    logger, and Lightning's ``hpc_ckpt_<n>.ckpt`` on SLURM's requeue signal, land in it. ``resuming``: a fit
+    that continues from ``config.ckpt_path``, whose wandb run it continues too."""
     root = Path(config.trainer.default_root_dir)
     values = {
         "default_root_dir": str(root),
@@ -154,7 +159,7 @@ def fill_run_folder(config: Namespace, run_dir: Path) -> None:
             if isinstance(value, str) and any(token in value for token in PLACEHOLDERS):
                 setattr(logger.init_args, key, value.format(**values))
         if logger.class_path.rsplit(".", 1)[-1] == "WandbLogger":
-            configure_wandb(logger.init_args)
+            configure_wandb(logger.init_args, run_dir, config.get("ckpt_path") if resuming else None)
     config.trainer.default_root_dir = str(run_dir)
 
 
@@ -168,11 +173,33 @@ def loggers_of(config: Namespace) -> list[Namespace]:
     return [entry for entry in loggers if isinstance(entry, Namespace) and "class_path" in entry]
 
 
-def configure_wandb(args: Namespace) -> None:
+def configure_wandb(args: Namespace, run_dir: Path, resumed_checkpoint: str | None = None) -> None:
     """wandb stays offline unless the user logged in (an API key in the environment or ~/.netrc) or
-    asked for online mode (WANDB_MODE=online)."""
+    asked for online mode (WANDB_MODE=online). Unless the config names the wandb run (``id`` or ``version``),
+    a fit resumed from a checkpoint continues the wandb run of the checkpoint's run folder, and a run that
+    continues in its own folder (a requeued SLURM job) its own; any other run starts a new one."""
     if args.get("offline") is False and not wandb_online_requested():
         args.offline = True
+    if args.get("id") is None and args.get("version") is None:
+        args.id = stored_wandb_run(run_dir, resumed_checkpoint) or new_wandb_run_id()
+
+
+def stored_wandb_run(run_dir: Path, resumed_checkpoint: str | None) -> str | None:
+    """The wandb run id kept in ``run_dir``, else in the run folder of ``resumed_checkpoint``
+    (``<run>/checkpoints/<name>.ckpt`` or ``<run>/<name>.ckpt``)."""
+    folders = [run_dir]
+    if resumed_checkpoint and Path(resumed_checkpoint).is_file():
+        checkpoint = Path(resumed_checkpoint).resolve()
+        folders += [checkpoint.parent, checkpoint.parent.parent]
+    for folder in folders:
+        if (folder / WANDB_RUN_FILE).is_file():
+            return (folder / WANDB_RUN_FILE).read_text().strip() or None
+    return None
+
+
+def new_wandb_run_id() -> str:
+    """A fresh id in wandb's own format: 8 random characters of [a-z0-9] (wandb keeps its generator private)."""
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
 def wandb_online_requested() -> bool:

@@ -2,6 +2,8 @@
 
 from lit_mlcourse.callbacks.class_predictions import ClassPredictionWriter
 from lit_mlcourse.callbacks.confusion import ConfusionMatrixPlot
+from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
+from lit_mlcourse.callbacks.prediction_plot import PredictionVsTruthPlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.samples import GeneratedImageWriter, SampleGrid
 from lit_mlcourse.callbacks.submission import SubmissionWriter
@@ -11,7 +13,9 @@ __all__ = [
     "ClassPredictionWriter",
     "ConfusionMatrixPlot",
     "GeneratedImageWriter",
+    "LearningRatePlot",
     "LineProgressBar",
+    "PredictionVsTruthPlot",
     "SampleGrid",
     "SubmissionWriter",
     "WhiteningInit",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
 
+from lit_mlcourse.callbacks.figures import publish_figure
 from lit_mlcourse.callbacks.submission import in_run_folder
 
 
@@ -49,12 +49,5 @@ class ConfusionMatrixPlot(Callback):
         pl_module.val_confusion.plot(val=matrix, ax=axes, labels=None if many else names, add_text=len(names) <= 30)
         axes.set_title(f"{stage} confusion matrix (rows: true class)")
         figure.tight_layout()
-        figure.savefig(path, dpi=100)
-        key = f"{stage}/confusion_matrix"
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure(key, figure, trainer.global_step)
-            elif hasattr(logger, "log_image"):  # wandb and the other loggers that take image files
-                logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
-        plt.close(figure)
+        publish_figure(trainer, figure, path, f"{stage}/confusion_matrix")
         self.written[stage] = path

@@ -8,8 +8,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
 
+from lit_mlcourse.callbacks.figures import publish_image
 from lit_mlcourse.callbacks.submission import in_run_folder
 
 
@@ -48,13 +48,7 @@ class SampleGrid(Callback):
             images = pl_module(pl_module.fixed_noise).clamp(0, 1).float().cpu()
         pl_module.train(was_training)
         grid = torchvision.utils.make_grid(images, nrow=int(len(images) ** 0.5), padding=1, pad_value=1.0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torchvision.utils.save_image(grid, path)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("samples", grid, trainer.global_step)
-            elif hasattr(logger, "log_image"):  # wandb and the other loggers that take image files
-                logger.log_image(key="samples", images=[str(path)], step=trainer.global_step)
+        publish_image(trainer, grid, path, "samples")
         self.written.append(path)
 
 

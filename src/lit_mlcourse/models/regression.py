@@ -5,9 +5,11 @@ from typing import Any, Literal
 
 import torch
 import torchmetrics
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from lit_mlcourse.callbacks.prediction_plot import PredictionVsTruthPlot
 from lit_mlcourse.models.base import TaskModule
 from lit_mlcourse.nets.activations import ActivationName
 from lit_mlcourse.nets.mlp import MLP
@@ -81,7 +83,14 @@ class Regressor(TaskModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # (prediction, truth) pairs of the evaluation stages, in target units, for PredictionVsTruthPlot
+        self.val_outcomes = torchmetrics.CatMetric()
+        self.test_outcomes = torchmetrics.CatMetric()
+        self.outcomes: dict[str, torch.Tensor] = {}
         self.track_losses()
+
+    def default_callbacks(self, subcommand: str | None) -> list[Callback]:
+        return [PredictionVsTruthPlot(), *super().default_callbacks(subcommand)]
 
     def standardized(self, x: torch.Tensor) -> torch.Tensor:
         """Prediction on the standardized target scale; ``x`` is ``(B, window, features)`` in raw units."""
@@ -97,11 +106,28 @@ class Regressor(TaskModule):
         loss = self.loss_fn(z, (y - self.target_mean) / self.target_std)
         metrics = getattr(self, f"{stage}_metrics")
         # update() rather than forward(): no per-batch value is needed, only the epoch value
-        metrics.update(z.detach() * self.target_std + self.target_mean, y)
+        predicted = z.detach() * self.target_std + self.target_mean
+        metrics.update(predicted, y)
+        if stage != "train":
+            getattr(self, f"{stage}_outcomes").update(torch.stack([predicted, y.to(predicted.dtype)], dim=1))
         # Epoch means for every stage (over every process's samples), so that train and val curves are comparable
         # point by point.
         self.log_loss(stage, loss, len(y))
         return loss
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self._keep_outcomes("val")
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._keep_outcomes("test")
+
+    def _keep_outcomes(self, stage: str) -> None:
+        metric = getattr(self, f"{stage}_outcomes")
+        if not self.trainer.sanity_checking:  # two batches before training say nothing about the model
+            self.outcomes[stage] = metric.compute().reshape(-1, 2).cpu()  # every process's samples under DDP
+        metric.reset()
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
