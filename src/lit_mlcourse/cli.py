@@ -28,10 +28,12 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short names: --data PM25DataModule)
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
+from lit_mlcourse.checkpoint_safety import CHECKPOINT_KEYWORDS, read_checkpoint
 from lit_mlcourse.config_checks import check_values, choose_checkpoint_monitor, explain_parse_error, import_class
 from lit_mlcourse.config_saving import SaveRunConfig
 from lit_mlcourse.cross_validation import run_cross_validation
 from lit_mlcourse.errors import ConfigValueError, UserInputError
+from lit_mlcourse.import_policy import enforce_import_policy, explain_denied_import
 from lit_mlcourse.models.base import TaskModule
 from lit_mlcourse.nets.torchvision_net import weights_from_checkpoint
 from lit_mlcourse.runs import as_plain, choose_run_folder, fill_run_folder, keep_csv_metrics
@@ -57,6 +59,10 @@ class LitArgumentParser(LightningArgumentParser):
         if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
             return super().error(message, ex)
         prog = self.prog.replace(" [options]", "")
+        denied = explain_denied_import(message, self.current_args)
+        if denied is not None:
+            sys.stderr.write(f"{prog}: error: {denied}\n")
+            sys.exit(2)
         explained = explain_parse_error(message, self.current_args, _all_keys(self))
         sys.stderr.write(f"{prog}: error: {explained}\n")
         sys.stderr.write(f"Run `{prog} --help` for the accepted options.\n")
@@ -79,6 +85,7 @@ class LitCLI(LightningCLI):
                 },
             ],
         }
+        enforce_import_policy()  # before any value is parsed: a config names only allowed code
         # The subcommand asked for, when the arguments name one: only its parser is built in full.
         self._requested = set(sys.argv[1:] if args is None else args if isinstance(args, list) else [])
         kwargs.setdefault("trainer_defaults", trainer_defaults)
@@ -169,6 +176,16 @@ class LitCLI(LightningCLI):
     def run_config(self) -> Namespace:
         """The parsed config of the running subcommand."""
         return self.config[self.subcommand] if self.subcommand else self.config
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the checkpoint's hyperparameters into the config here: first refuse a URL, pickled code,
+        # or a model class outside the import policy, naming the file.
+        subcommand = self.config.get("subcommand")  # self.subcommand is not set yet
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        self._checkpoint = None
+        if path and path not in CHECKPOINT_KEYWORDS:
+            self._checkpoint = read_checkpoint(path)
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         config = self.run_config
@@ -269,11 +286,11 @@ class LitCLI(LightningCLI):
         with both values named, instead of a tensor size mismatch deep in load_state_dict. Returns the
         checkpoint, if a file is given."""
         path = self.run_config.get("ckpt_path")
-        if not path or not Path(path).is_file():
+        checkpoint = getattr(self, "_checkpoint", None)  # read by _parse_ckpt_path
+        if checkpoint is None and path and Path(path).is_file():  # chosen later: a requeued SLURM job's
+            checkpoint = read_checkpoint(path)
+        if checkpoint is None:
             return None
-        import torch
-
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         stored = checkpoint.get("hyper_parameters", {})
         for fact in DATA_FACTS:
             if fact == "standardization" or fact not in stored or fact not in self.model.hparams:

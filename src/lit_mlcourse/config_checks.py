@@ -73,6 +73,22 @@ def locate_key(key: str, argv: list[str]) -> str | None:
     return found
 
 
+def locate_value(value: str, argv: list[str]) -> str | None:
+    """Where the scalar ``value`` (a class path, say) was given: ``file:line`` of the first config file that has
+    it, or ``the command line``. ``None`` when it cannot be found."""
+    if any(arg == value or arg.endswith(f"={value}") for arg in argv):
+        return "the command line"
+    for path in config_files(argv):
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for number, line in enumerate(lines, start=1):
+            if re.search(rf"(^|[\s:'\"\[,]){re.escape(value)}($|[\s'\",\]])", line.split("#", 1)[0]):
+                return f"{path}:{number}"
+    return None
+
+
 def _init_parameters(class_path: str) -> list[str]:
     try:
         parameters = inspect.signature(import_class(class_path).__init__).parameters

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import nn
 
+from lit_mlcourse.checkpoint_safety import check_named_code
 from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError
 
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
@@ -155,6 +156,8 @@ def load_judge(
             "a judge is a classifier checkpoint of this package or the Inception-v3 weights."
         ) from None
     if isinstance(payload, dict) and "state_dict" in payload:
+        # Loading it instantiates the model class its hyperparameters name: refuse code outside the import policy.
+        check_named_code(path, payload.get("hyper_parameters") or {}, "model.judge")
         return ClassifierJudge(path, image_shape, normalization)
     if isinstance(payload, dict) and "Mixed_7c.branch_pool.conv.weight" in payload:
         if normalization is not None:
