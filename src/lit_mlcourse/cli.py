@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import lightning as L
 from jsonargparse import Namespace
 from jsonargparse.typing import PositiveInt
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import (
     BasePredictionWriter,
     LearningRateMonitor,
@@ -29,6 +30,7 @@ import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short nam
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.checkpoint_safety import CHECKPOINT_KEYWORDS, read_checkpoint
+from lit_mlcourse.checkpoints import AtomicCheckpointIO
 from lit_mlcourse.config_checks import check_values, choose_checkpoint_monitor, explain_parse_error, import_class
 from lit_mlcourse.config_saving import SaveRunConfig
 from lit_mlcourse.cross_validation import run_cross_validation
@@ -244,6 +246,10 @@ class LitCLI(LightningCLI):
         if config.get("enable_checkpointing") is False:
             extra = [callback for callback in extra if not isinstance(callback, ModelCheckpoint)]
         given = [*(config.get("callbacks") or []), *extra]
+        plugins = config.get("plugins")
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [] if plugins is None else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            config["plugins"] = [*plugins, AtomicCheckpointIO()]  # no partial checkpoint after a kill or a full disk
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in given):
             # Rich in a terminal; one plain line per epoch in log files (CI, SLURM), where a
             # redrawing bar only leaves carriage-return noise.

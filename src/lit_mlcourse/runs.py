@@ -25,6 +25,9 @@ from jsonargparse import Namespace
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_mlcourse.checkpoints import newest_runs, resume_point
+from lit_mlcourse.errors import ConfigValueError
+
 # Set by the launching process so that DDP workers started later agree on the version it chose.
 VERSION_ENV = "LIT_MLCOURSE_RUN_VERSION"
 PLACEHOLDERS = ("{default_root_dir}", "{name}", "{version}", "{run_dir}")
@@ -78,6 +81,8 @@ def choose_run_folder(config: Namespace, resumable: bool = False) -> Path:
     version = explicit[0] if explicit else None
     if version is None and _is_child_rank():
         version = os.environ.get(VERSION_ENV)
+    if config.get("ckpt_path") == "last":
+        version = resolve_last(config, root, version, resumable)
     if version is None and resumable and not config.get("ckpt_path"):
         requeued = requeued_run(root / config.name)
         if requeued is not None:
@@ -91,6 +96,28 @@ def choose_run_folder(config: Namespace, resumable: bool = False) -> Path:
     version = f"version_{version}" if isinstance(version, int) else str(version)
     os.environ[VERSION_ENV] = version
     return root / config.name / version
+
+
+def resolve_last(config: Namespace, root: Path, version: Any, resumable: bool) -> Any:
+    """``--ckpt_path last``: the ``last.ckpt`` of the newest run of the experiment (of the run folder ``version``, when
+    it is fixed) becomes ``config.ckpt_path``, and a fit continues in that run folder (the version returned). With
+    no checkpoint yet, a fit starts afresh (the first attempt of a job that always passes ``last``); the other
+    subcommands fail. A damaged or missing ``last.ckpt`` beside other checkpoints fails, naming the newest valid one.
+    """
+    experiment = root / config.name
+    fixed = version if version is None or not isinstance(version, int) else f"version_{version}"
+    point = resume_point([experiment / str(fixed)] if fixed is not None else newest_runs(experiment))
+    if point is None:
+        if not resumable:
+            raise ConfigValueError(f"--ckpt_path last: no run under {experiment} holds a checkpoint to load.")
+        rank_zero_info(f"lit: --ckpt_path last: no run under {experiment} holds a checkpoint yet: starting afresh")
+        config.ckpt_path = None
+        return version
+    config.ckpt_path = str(point[1])
+    if not resumable:
+        return version
+    rank_zero_info(f"lit: resuming {point[0]} from {point[1]}")
+    return point[0].name if version is None else version
 
 
 def requeued_run(folder: Path) -> tuple[Path, Path] | None:

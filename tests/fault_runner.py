@@ -1,0 +1,109 @@
+"""Runs ``lit`` with one fault injected, for the reliability tests (RELIABILITY.md's harness): the fault is patched in
+here, so the package itself carries no fault hooks.
+
+    python tests/fault_runner.py --fault kill-while-saving --at 2 --after-bytes 4096 -- fit --config ...
+
+Faults:
+    kill-while-saving    SIGKILL itself after ``--after-bytes`` bytes of the ``--at``-th write of last.ckpt
+    disk-full            the same write fails with ENOSPC instead
+    kill-in-copyfileobj  SIGKILL itself if anything copies a file with shutil.copyfileobj (a cross-device move)
+    kill-at-step         SIGKILL itself at the end of training batch ``--at`` (global step)
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import shutil
+import signal
+import sys
+
+import torch
+
+
+class FaultyFile:
+    """A file object that lets ``after_bytes`` bytes through, then fails as ``fault`` says."""
+
+    def __init__(self, file, after_bytes: int, fault: str) -> None:
+        self.file, self.left, self.fault = file, after_bytes, fault
+
+    def write(self, data) -> int:
+        if len(data) >= self.left:
+            self.file.write(bytes(data[: self.left]))
+            self.file.flush()
+            if self.fault == "kill-while-saving":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.left -= len(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+
+def break_checkpoint_writes(fault: str, at: int, after_bytes: int) -> None:
+    real_save = torch.save
+    writes = {"last": 0}
+
+    def save(obj, file, *args, **kwargs):
+        name = os.path.basename(getattr(file, "name", str(file)))
+        if name.startswith("last.ckpt"):
+            writes["last"] += 1
+            if writes["last"] == at:
+                file = FaultyFile(file, after_bytes, fault)
+        return real_save(obj, file, *args, **kwargs)
+
+    torch.save = save
+
+
+def kill_in_copyfileobj() -> None:
+    def copy(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    shutil.copyfileobj = copy
+
+
+def kill_at_step(step: int) -> None:
+    from lightning.pytorch.callbacks import Callback
+
+    from lit_mlcourse.cli import LitCLI
+
+    class KillAt(Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    instantiate_trainer = LitCLI.instantiate_trainer
+
+    def with_kill(self, **kwargs):
+        trainer = instantiate_trainer(self, **kwargs)
+        trainer.callbacks.append(KillAt())
+        return trainer
+
+    LitCLI.instantiate_trainer = with_kill
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fault", required=True,
+                        choices=["kill-while-saving", "disk-full", "kill-in-copyfileobj", "kill-at-step"])  # fmt: skip
+    parser.add_argument("--at", type=int, default=1)
+    parser.add_argument("--after-bytes", type=int, default=4096)
+    options, lit_args = parser.parse_known_args()
+    lit_args = lit_args[1:] if lit_args[:1] == ["--"] else lit_args
+    torch.set_num_threads(1)
+    if options.fault in ("kill-while-saving", "disk-full"):
+        break_checkpoint_writes(options.fault, options.at, options.after_bytes)
+    elif options.fault == "kill-in-copyfileobj":
+        kill_in_copyfileobj()
+    else:
+        kill_at_step(options.at)
+    from lit_mlcourse.cli import main as lit_main
+
+    sys.argv = ["lit", *lit_args]
+    lit_main(lit_args)
+
+
+if __name__ == "__main__":
+    main()
