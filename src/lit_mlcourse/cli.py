@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short names: --data PM25DataModule)
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
+from lit_mlcourse.callbacks.resume import ExactResume
 from lit_mlcourse.checkpoint_safety import CHECKPOINT_KEYWORDS, read_checkpoint
 from lit_mlcourse.checkpoints import AtomicCheckpointIO
 from lit_mlcourse.config_checks import check_values, choose_checkpoint_monitor, explain_parse_error, import_class
@@ -254,6 +255,8 @@ class LitCLI(LightningCLI):
             # Rich in a terminal; one plain line per epoch in log files (CI, SLURM), where a
             # redrawing bar only leaves carriage-return noise.
             extra.append(RichProgressBar() if sys.stdout.isatty() else LineProgressBar())
+        if not any(isinstance(callback, ExactResume) for callback in given):
+            extra.append(ExactResume())  # a resumed fit draws what an uninterrupted one would
         if config.get("logger") not in (None, False, []):
             # The rate at every step as scalars, and the whole schedule as one picture.
             for default in (LearningRateMonitor(logging_interval="step"), LearningRatePlot()):

@@ -5,6 +5,7 @@ from lit_mlcourse.callbacks.confusion import ConfusionMatrixPlot
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.prediction_plot import PredictionVsTruthPlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
+from lit_mlcourse.callbacks.resume import ExactResume
 from lit_mlcourse.callbacks.samples import GeneratedImageWriter, SampleGrid
 from lit_mlcourse.callbacks.submission import SubmissionWriter
 from lit_mlcourse.callbacks.whitening import WhiteningInit
@@ -12,6 +13,7 @@ from lit_mlcourse.callbacks.whitening import WhiteningInit
 __all__ = [
     "ClassPredictionWriter",
     "ConfusionMatrixPlot",
+    "ExactResume",
     "GeneratedImageWriter",
     "LearningRatePlot",
     "LineProgressBar",

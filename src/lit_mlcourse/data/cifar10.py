@@ -16,6 +16,7 @@ from lit_mlcourse.data import cifar10_files as files
 from lit_mlcourse.data.folds import check_label_fraction, labelled_subset
 from lit_mlcourse.data.in_memory import evaluation_sampler, make_loader
 from lit_mlcourse.data.resident import IndexDataset, ResidentTensors, keep_batch
+from lit_mlcourse.data.resumable import training_loader
 from lit_mlcourse.data.transforms import CIFAR10_MEAN, CIFAR10_STD, BatchAugmentation, per_sample_pipeline
 from lit_mlcourse.data.views import BatchViews, TwoViews, ViewOptions, check_views, simclr_view
 from lit_mlcourse.downloads import require_online
@@ -136,11 +137,17 @@ class CIFAR10DataModule(L.LightningDataModule):
         source = "train" if split == "bank" else split
         if hp.data_path == "device":
             indices = IndexDataset(split, len(self.splits.host[source][0]))
+            if shuffle:  # batch-wise augmentation on the device draws from the global RNG, which checkpoints restore
+                return training_loader(indices, hp.batch_size, 0, self.trainer, seeded=False, collate_fn=keep_batch)
             sampler = evaluation_sampler(self.trainer, indices) if split != "train" else None
             # Keywords only: Lightning rebuilds loaders from their arguments (predict), and a positional batch size
             # would then be given twice.
             return DataLoader(
-                indices, batch_size=hp.batch_size, shuffle=shuffle, sampler=sampler, collate_fn=keep_batch
+                indices,
+                batch_size=hp.batch_size,
+                sampler=sampler,
+                collate_fn=keep_batch,
+                generator=torch.Generator().manual_seed(0),  # not the global RNG: see in_memory.make_loader
             )
         if split == "train" and hp.views is not None:
             transform = TwoViews(simclr_view(32, 3, self.mean, self.std, **hp.views))
@@ -151,7 +158,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         images, labels = self.splits.host[source]
         dataset = _TransformedImages(images, labels, transform)
         sampler = evaluation_sampler(self.trainer, dataset) if split != "train" else None
-        return make_loader(dataset, hp.batch_size, hp.num_workers, shuffle, sampler)
+        return make_loader(dataset, hp.batch_size, hp.num_workers, shuffle, sampler, self.trainer)
 
     def _with_bank(self, split: str) -> DataLoader | list[DataLoader]:
         # With SimCLR views, evaluation first reads the unaugmented training images (the kNN monitor's

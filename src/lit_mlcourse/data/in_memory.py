@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from lit_mlcourse.data.resumable import training_loader
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -21,7 +24,7 @@ class InMemoryDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         dataset = self.datasets[split]
         sampler = evaluation_sampler(self.trainer, dataset) if split != "train" else None
-        return make_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, shuffle, sampler)
+        return make_loader(dataset, self.hparams.batch_size, self.hparams.num_workers, shuffle, sampler, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -36,16 +39,26 @@ class InMemoryDataModule(L.LightningDataModule):
 
 
 def make_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool = False, sampler: Sampler | None = None
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    shuffle: bool = False,
+    sampler: Sampler | None = None,
+    trainer: Any = None,
 ) -> DataLoader:
-    """The DataLoader every DataModule here uses: workers kept alive between epochs when there are any."""
+    """The DataLoader every DataModule here uses: workers kept alive between epochs when there are any. Shuffled
+    (training) loaders resume exactly: see data.resumable. The others draw their workers' seeds from a generator of
+    their own: from the global one, a loader made at another time after a resume (persistent workers make one iterator
+    per run) would shift the random draws of training (dropout)."""
+    if shuffle:
+        return training_loader(dataset, batch_size, num_workers, trainer)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
         sampler=sampler,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(0),
     )
 
 
