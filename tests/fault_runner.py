@@ -8,6 +8,7 @@ Faults:
     disk-full            the same write fails with ENOSPC instead
     kill-in-copyfileobj  SIGKILL itself if anything copies a file with shutil.copyfileobj (a cross-device move)
     kill-at-step         SIGKILL itself at the end of training batch ``--at`` (global step)
+    sigterm-at-step      SIGTERM to itself there instead (a preemption)
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def kill_in_copyfileobj() -> None:
     shutil.copyfileobj = copy
 
 
-def kill_at_step(step: int) -> None:
+def kill_at_step(step: int, signum: int = signal.SIGKILL) -> None:
     from lightning.pytorch.callbacks import Callback
 
     from lit_mlcourse.cli import LitCLI
@@ -72,7 +73,7 @@ def kill_at_step(step: int) -> None:
     class KillAt(Callback):
         def on_train_batch_end(self, trainer, *args) -> None:
             if trainer.global_step == step:
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), signum)
 
     instantiate_trainer = LitCLI.instantiate_trainer
 
@@ -87,7 +88,8 @@ def kill_at_step(step: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fault", required=True,
-                        choices=["kill-while-saving", "disk-full", "kill-in-copyfileobj", "kill-at-step"])  # fmt: skip
+                        choices=["kill-while-saving", "disk-full", "kill-in-copyfileobj", "kill-at-step",
+                                 "sigterm-at-step"])  # fmt: skip
     parser.add_argument("--at", type=int, default=1)
     parser.add_argument("--after-bytes", type=int, default=4096)
     options, lit_args = parser.parse_known_args()
@@ -98,7 +100,7 @@ def main() -> None:
     elif options.fault == "kill-in-copyfileobj":
         kill_in_copyfileobj()
     else:
-        kill_at_step(options.at)
+        kill_at_step(options.at, signal.SIGTERM if options.fault == "sigterm-at-step" else signal.SIGKILL)
     from lit_mlcourse.cli import main as lit_main
 
     sys.argv = ["lit", *lit_args]

@@ -145,3 +145,10 @@ def test_last_with_nothing_to_resume_starts_afresh_and_validate_refuses(tmp_path
     )
     main(quickstart(tmp_path, "--trainer.max_epochs", "1", "--ckpt_path", "last"))
     assert loads(tmp_path / "quickstart" / "version_0" / "checkpoints" / "last.ckpt") == 3
+
+
+def test_last_is_the_final_state_even_when_the_best_stopped_improving(tmp_path):
+    # mode max on a loss: the first epoch stays the best. Lightning 2.6 would leave last.ckpt at that epoch too.
+    main(quickstart(tmp_path, "--trainer.max_epochs", "3", "--checkpoint.mode", "max"))
+    checkpoints = tmp_path / "quickstart" / "version_0" / "checkpoints"
+    assert (loads(checkpoints / "best.ckpt"), loads(checkpoints / "last.ckpt")) == (3, 9)

@@ -25,15 +25,18 @@ SIMCLR = ["--config", str(CONFIGS / "digits_simclr.yaml"), "--trainer.limit_trai
           "--trainer.log_every_n_steps", "1", "--test_after_fit", "false"]  # fmt: skip
 
 
-def lit_run(root: Path, args: list[str], *extra: str, kill_at: int | None = None) -> None:
+def lit_run(
+    root: Path, args: list[str], *extra: str, kill_at: int | None = None, signal: str = "kill"
+) -> subprocess.CompletedProcess:
     if kill_at is None:
         command = [sys.executable, "-m", "lit_mlcourse", "fit", *args, "--trainer.default_root_dir", str(root), *extra]
     else:
-        command = [sys.executable, str(ROOT / "tests" / "fault_runner.py"), "--fault", "kill-at-step", "--at",
+        command = [sys.executable, str(ROOT / "tests" / "fault_runner.py"), "--fault", f"{signal}-at-step", "--at",
                    str(kill_at), "--", "fit", *args, "--trainer.default_root_dir", str(root), *extra]  # fmt: skip
     result = subprocess.run(command, env=lit_env(), capture_output=True, text=True, timeout=240)
-    expected = -9 if kill_at is not None else 0
+    expected = 0 if kill_at is None else -9 if signal == "kill" else 143
     assert result.returncode == expected, f"{command} exited {result.returncode}:\n{result.stderr[-3000:]}"
+    return result
 
 
 def final_state(root: Path) -> dict:
@@ -110,3 +113,14 @@ def test_the_same_seed_twice_is_bit_identical_and_another_seed_differs(tmp_path,
     assert not any(
         torch.equal(value, other[key]) for key, value in reference["state_dict"].items() if value.numel() > 1
     )
+
+
+def test_sigterm_stops_after_the_running_batch_with_a_checkpoint_and_resumes_exactly(tmp_path, uninterrupted):
+    reference = uninterrupted("quickstart", QUICKSTART, 0)
+    stopped = lit_run(tmp_path, QUICKSTART, "--data.num_workers", "0", "--checkpoint.every_n_train_steps", "0",
+                      kill_at=7, signal="sigterm")  # fmt: skip
+    assert "lit: stopped by SIGTERM; continue with --ckpt_path last" in stopped.stderr
+    assert final_state(tmp_path)["global_step"] == 7  # the batch that was running when the signal came, no more
+    lit_run(tmp_path, QUICKSTART, "--data.num_workers", "0", "--checkpoint.every_n_train_steps", "0",
+            "--ckpt_path", "last")  # fmt: skip
+    assert_bit_identical(final_state(reference), final_state(tmp_path))

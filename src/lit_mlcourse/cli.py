@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -24,9 +25,11 @@ from lightning.pytorch.callbacks import (
     RichProgressBar,
 )
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
 import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short names: --data PM25DataModule)
+from lit_mlcourse.callbacks.checkpoint import LastAndBestCheckpoint
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.resume import ExactResume
@@ -154,7 +157,7 @@ class LitCLI(LightningCLI):
             default=True,
             help="After `fit`, test the best checkpoint when the DataModule has a test set.",
         )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastAndBestCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.filename": "best",
@@ -394,6 +397,9 @@ def main(args: ArgsType = None) -> None:
     try:
         LitCLI(args=args)
         failed = False
+    except SIGTERMException:  # Lightning stopped after the running batch (ExactResume saved last.ckpt)
+        sys.stderr.write("lit: stopped by SIGTERM; continue with --ckpt_path last\n")
+        sys.exit(128 + signal.SIGTERM)
     except Exception as error:
         cause = _user_input_error(error)
         if cause is None or os.environ.get("LIT_MLCOURSE_DEBUG"):
