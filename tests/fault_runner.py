@@ -9,6 +9,7 @@ Faults:
     kill-in-copyfileobj  SIGKILL itself if anything copies a file with shutil.copyfileobj (a cross-device move)
     kill-at-step         SIGKILL itself at the end of training batch ``--at`` (global step)
     sigterm-at-step      SIGTERM to itself there instead (a preemption)
+    nan-loss-at-step     the training loss of global step ``--at`` multiplied by NaN
 """
 
 from __future__ import annotations
@@ -85,11 +86,23 @@ def kill_at_step(step: int, signum: int = signal.SIGKILL) -> None:
     LitCLI.instantiate_trainer = with_kill
 
 
+def nan_loss_at_step(step: int) -> None:
+    from lit_mlcourse.models.base import TaskModule
+
+    training_step = TaskModule.training_step
+
+    def poisoned(self, batch, batch_idx):
+        loss = training_step(self, batch, batch_idx)
+        return loss * float("nan") if self.global_step == step else loss
+
+    TaskModule.training_step = poisoned
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fault", required=True,
                         choices=["kill-while-saving", "disk-full", "kill-in-copyfileobj", "kill-at-step",
-                                 "sigterm-at-step"])  # fmt: skip
+                                 "sigterm-at-step", "nan-loss-at-step"])  # fmt: skip
     parser.add_argument("--at", type=int, default=1)
     parser.add_argument("--after-bytes", type=int, default=4096)
     options, lit_args = parser.parse_known_args()
@@ -99,6 +112,8 @@ def main() -> None:
         break_checkpoint_writes(options.fault, options.at, options.after_bytes)
     elif options.fault == "kill-in-copyfileobj":
         kill_in_copyfileobj()
+    elif options.fault == "nan-loss-at-step":
+        nan_loss_at_step(options.at)
     else:
         kill_at_step(options.at, signal.SIGTERM if options.fault == "sigterm-at-step" else signal.SIGKILL)
     from lit_mlcourse.cli import main as lit_main

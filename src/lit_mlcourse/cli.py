@@ -30,6 +30,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short names: --data PM25DataModule)
 from lit_mlcourse.callbacks.checkpoint import LastAndBestCheckpoint
+from lit_mlcourse.callbacks.finite_loss import StopOnNonFiniteLoss
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.resume import ExactResume
@@ -258,8 +259,9 @@ class LitCLI(LightningCLI):
             # Rich in a terminal; one plain line per epoch in log files (CI, SLURM), where a
             # redrawing bar only leaves carriage-return noise.
             extra.append(RichProgressBar() if sys.stdout.isatty() else LineProgressBar())
-        if not any(isinstance(callback, ExactResume) for callback in given):
-            extra.append(ExactResume())  # a resumed fit draws what an uninterrupted one would
+        for default in (ExactResume(), StopOnNonFiniteLoss()):  # exact resumes; no NaN reaches the weights
+            if not any(isinstance(callback, type(default)) for callback in given):
+                extra.append(default)
         if config.get("logger") not in (None, False, []):
             # The rate at every step as scalars, and the whole schedule as one picture.
             for default in (LearningRateMonitor(logging_interval="step"), LearningRatePlot()):
