@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -75,23 +77,99 @@ def run_lit(*args: str, cwd: Path | None = None, check: bool = True, timeout: in
     return result
 
 
+def run_lit_in(root: Path, *args: str, timeout: int = 240) -> tuple[Path, subprocess.CompletedProcess]:
+    """``run_lit(*args)`` with ``root`` as its working folder and trainer.default_root_dir: ``root``, and the
+    finished process (what a test needs of a run started in the ``background``)."""
+    return root, run_lit(*args, "--trainer.default_root_dir", str(root), cwd=root, timeout=timeout)
+
+
+def lit_in_process(*args: str) -> None:
+    """``lit *args`` in this process, through `lit`'s entry point (lit_mlcourse.cli.main): the same code without
+    another ~7 s interpreter start. On one torch thread, as ``run_lit``'s subprocesses: the tests' tiny models train
+    fastest so, and a second thread would fight the subprocesses running beside it for the cores (a one-epoch quick
+    start took 16 s on two threads of a busy 2-core machine, 4 s on one). The environment is restored after it, as
+    after a subprocess: Lightning's seeding leaves PL_GLOBAL_SEED and PL_SEED_WORKERS there."""
+    import torch
+
+    from lit_mlcourse.cli import main
+
+    threads, environment = torch.get_num_threads(), dict(os.environ)
+    torch.set_num_threads(1)
+    try:
+        main(list(args))
+    finally:
+        torch.set_num_threads(threads)
+        for key in set(os.environ) - set(environment):  # key by key: `background` threads copy it meanwhile
+            del os.environ[key]
+        os.environ.update({key: value for key, value in environment.items() if os.environ.get(key) != value})
+
+
+@pytest.fixture(scope="module")
+def background() -> Iterator[ThreadPoolExecutor]:
+    """Runs `lit` subprocesses two at a time beside the tests. A run uses one core (OMP_NUM_THREADS=1, DDP's
+    processes one each) and spends ~6 s of it importing Lightning, so one run at a time leaves the other core of a
+    2-core machine idle: a module starts the runs of its selected tests here up front (see ``selected``), and each
+    test waits for the result of its own."""
+    pool = ThreadPoolExecutor(max_workers=2)
+    yield pool
+    pool.shutdown(wait=True, cancel_futures=True)  # runs not started yet belong to no test that is still to run
+
+
+def selected(request: pytest.FixtureRequest) -> Callable[..., bool]:
+    """``wanted(*words)``: whether a test of the requesting module that this session runs has one of ``words`` in
+    its name (parameter ids included), so that a module starts only the runs of the tests selected (``-k``)."""
+    names = [item.name for item in request.session.items if item.module is request.module]
+    return lambda *words: any(word in name for name in names for word in words)
+
+
+def optional_fixture(request: pytest.FixtureRequest, name: str):
+    """The fixture's value; ``None`` where it skips (the tests that need it skip on their own)."""
+    try:
+        return request.getfixturevalue(name)
+    except pytest.skip.Exception:
+        return None
+
+
+def after(pool: ThreadPoolExecutor, first: Future, function: Callable, *args, **kwargs) -> Future:
+    """``function(*args, **kwargs)`` in ``pool`` once ``first`` has succeeded (its error otherwise). Submit
+    ``first`` before: the pool starts its tasks in order, so ``first`` is running or done when this one waits."""
+
+    def run():
+        first.result()
+        return function(*args, **kwargs)
+
+    return pool.submit(run)
+
+
 @pytest.fixture(scope="session")
 def judge_checkpoint(tmp_path_factory) -> str:
-    """best.ckpt of a one-epoch `lit fit --config configs/quickstart.yaml`: a digits classifier, the GAN's judge."""
+    """best.ckpt of a one-epoch `lit fit --config configs/quickstart.yaml`: a digits classifier, the GAN's judge.
+    Run in this process (``lit_in_process``; the quick start as a subprocess is tests/test_cli_end_to_end.py's)."""
     root = tmp_path_factory.mktemp("judge")
-    run_lit("fit", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.max_epochs", "1",
-            "--trainer.default_root_dir", str(root), cwd=root)  # fmt: skip
+    lit_in_process("fit", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.max_epochs", "1",
+                   "--trainer.default_root_dir", str(root))  # fmt: skip
     return str(root / "quickstart" / "version_0" / "checkpoints" / "best.ckpt")
 
 
+# The short CIFAR runs of the tests: one epoch of 2 batches of 16 images.
+CIFAR_SHORT = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--data.batch_size", "16")
+
+
 @pytest.fixture(scope="session")
-def cifar_judge_checkpoint(cifar_layer, tmp_path_factory) -> str:
+def cifar_cnn_run(cifar_layer, tmp_path_factory) -> Path:
+    """The run folder of a short `lit fit --config configs/cifar10_cnn.yaml` on the synthetic CIFAR-10 folder (a
+    subprocess): tests/test_cifar_configs.py checks it as the config's own fit, and its best.ckpt is the CIFAR GAN's
+    judge and the checkpoint the CIFAR predictions come from."""
+    root = tmp_path_factory.mktemp("cifar_cnn")
+    run_lit("fit", "--config", str(CONFIGS / "cifar10_cnn.yaml"), "--config", str(cifar_layer), *CIFAR_SHORT,
+            "--trainer.default_root_dir", str(root), cwd=root)  # fmt: skip
+    return root / "cifar10_cnn" / "version_0"
+
+
+@pytest.fixture(scope="session")
+def cifar_judge_checkpoint(cifar_cnn_run) -> str:
     """best.ckpt of a short `lit fit --config configs/cifar10_cnn.yaml` on the synthetic CIFAR-10 folder."""
-    root = tmp_path_factory.mktemp("cifar_judge")
-    run_lit("fit", "--config", str(CONFIGS / "cifar10_cnn.yaml"), "--config", str(cifar_layer), "--trainer.max_epochs",
-            "1", "--trainer.limit_train_batches", "2", "--data.batch_size", "16", "--trainer.default_root_dir",
-            str(root), cwd=root)  # fmt: skip
-    return str(root / "cifar10_cnn" / "version_0" / "checkpoints" / "best.ckpt")
+    return str(cifar_cnn_run / "checkpoints" / "best.ckpt")
 
 
 @pytest.fixture(scope="session")

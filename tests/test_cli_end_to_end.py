@@ -1,34 +1,54 @@
-"""The `lit` command run as a user runs it (a subprocess), on the shipped configs, shortened."""
+"""The `lit` command run as a user runs it (a subprocess), on the shipped configs, shortened. Where a test is about
+what a run writes rather than about the process, and the subcommand runs as a subprocess elsewhere, the run goes
+through `lit`'s entry point in this process (conftest.lit_in_process): the same code without a ~7 s interpreter
+start."""
 
 import json
+import subprocess
 import sys
+from concurrent.futures import Future
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS, run_lit
+from conftest import CONFIGS, after, lit_env, lit_in_process, run_lit, run_lit_in, selected
 
 from lit_mlcourse.config_saving import CHECKPOINT_KEY
 
 SUMMARY_KEYS = {"run_dir", "best_model_path", "monitor", "best_score", "metrics"}
+QUICKSTART = ["--config", str(CONFIGS / "quickstart.yaml")]
+ENTRY_POINTS = [["lit"], ["lit-mlcourse"], ["python", "-m", "lit_mlcourse"]]
+
+
+def help_of(command: list[str]) -> subprocess.CompletedProcess:
+    executable = [str(Path(sys.executable).parent / command[0]), *command[1:]]
+    return subprocess.run([*executable, "--help"], env=lit_env(), capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def runs(request, background, tmp_path_factory) -> dict[str, Future]:
+    """The `lit` subprocesses of the selected tests, started in the background (conftest.background) at the module's
+    first test, each in a folder of its own."""
+    wanted, started = selected(request), {}
+    if wanted("quickstart", "learning_rate", "rerunning", "validate_and_test", "predict_without"):
+        out = tmp_path_factory.mktemp("quickstart")
+        started["quickstart"] = background.submit(run_lit_in, out, "fit", *QUICKSTART, "--trainer.max_epochs", "3",
+                                                  "--trainer.log_every_n_steps", "1")  # fmt: skip
+    for index, command in enumerate(ENTRY_POINTS):
+        if wanted(f"[command{index}]"):
+            started[" ".join(command)] = background.submit(help_of, command)
+    if wanted("validate_and_test"):
+        best = out / "quickstart" / "version_0" / "checkpoints" / "best.ckpt"
+        started["test"] = after(background, started["quickstart"], run_lit_in, tmp_path_factory.mktemp("test"),
+                                "test", *QUICKSTART, "--ckpt_path", str(best))  # fmt: skip
+    return started
 
 
 @pytest.fixture(scope="module")
-def quickstart_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quickstart")
-    result = run_lit(
-        "fit",
-        "--config",
-        str(CONFIGS / "quickstart.yaml"),
-        "--trainer.max_epochs",
-        "3",
-        "--trainer.log_every_n_steps",
-        "1",
-        "--trainer.default_root_dir",
-        str(out),
-        cwd=out,
-    )
-    return out, result
+def quickstart_run(runs):
+    """`lit fit --config configs/quickstart.yaml` for 3 epochs, logging every step (started by `runs`)."""
+    return runs["quickstart"].result()
 
 
 def test_quickstart_fit_writes_summary_checkpoints_config_and_logs(quickstart_run):
@@ -76,7 +96,7 @@ def test_rerunning_a_saved_config_starts_a_new_run(quickstart_run):
     first = out / "quickstart" / "version_0"
     metrics_before = (first / "metrics.csv").read_text()
     assert "{version}" in (first / "config.yaml").read_text()  # the placeholders are kept
-    run_lit("fit", "--config", str(first / "config.yaml"), "--trainer.max_epochs", "1", cwd=out)
+    lit_in_process("fit", "--config", str(first / "config.yaml"), "--trainer.max_epochs", "1")
     second = out / "quickstart" / "version_1"
     assert yaml.safe_load((second / "config.yaml").read_text())["trainer"]["max_epochs"] == 1
     assert json.loads((second / "summary.json").read_text())["run_dir"] == str(second)
@@ -84,29 +104,21 @@ def test_rerunning_a_saved_config_starts_a_new_run(quickstart_run):
     assert sorted(p.name for p in (first / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
-def test_validate_and_test_a_checkpoint(quickstart_run, tmp_path):
+def test_validate_and_test_a_checkpoint(quickstart_run, runs, tmp_path):
+    # `lit validate` of the quick start's best.ckpt here, `lit test` of it in a subprocess (started by `runs`)
     out, _ = quickstart_run
     best = out / "quickstart" / "version_0" / "checkpoints" / "best.ckpt"
-    for stage, key in (("validate", "val/acc"), ("test", "test/acc")):
-        run_lit(
-            stage,
-            "--config",
-            str(CONFIGS / "quickstart.yaml"),
-            "--ckpt_path",
-            str(best),
-            "--trainer.default_root_dir",
-            str(tmp_path / stage),
-            cwd=tmp_path,
-        )
-        summary = json.loads(next((tmp_path / stage).rglob("summary.json")).read_text())
+    lit_in_process("validate", *QUICKSTART, "--ckpt_path", str(best), "--trainer.default_root_dir", str(tmp_path))
+    tested, _ = runs["test"].result()
+    for root, key in ((tmp_path, "val/acc"), (tested, "test/acc")):
+        summary = json.loads(next(root.rglob("summary.json")).read_text())
         assert summary["best_model_path"] == str(best) and summary["metrics"][key] > 0.5
 
 
 def test_predict_without_a_writer_saves_predictions_csv(quickstart_run, tmp_path):
     out, _ = quickstart_run
     best = out / "quickstart" / "version_0" / "checkpoints" / "best.ckpt"
-    run_lit("predict", "--config", str(CONFIGS / "quickstart.yaml"), "--ckpt_path", str(best),
-            "--trainer.default_root_dir", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    lit_in_process("predict", *QUICKSTART, "--ckpt_path", str(best), "--trainer.default_root_dir", str(tmp_path))
     lines = (tmp_path / "quickstart" / "version_0" / "predictions.csv").read_text().splitlines()
     assert lines[0] == "index,class,probability" and len(lines) == 1 + 360  # one row per test image
     rows = [line.split(",") for line in lines[1:]]
@@ -116,33 +128,13 @@ def test_predict_without_a_writer_saves_predictions_csv(quickstart_run, tmp_path
 
 
 def test_pm25_fit_then_predict_writes_the_submission(tmp_path, pm25_dir):
-    run_lit(
-        "fit",
-        "--config",
-        str(CONFIGS / "pm25_mlp.yaml"),
-        "--data.data_dir",
-        str(pm25_dir),
-        "--trainer.max_epochs",
-        "2",
-        "--trainer.default_root_dir",
-        str(tmp_path),
-        cwd=tmp_path,
-    )
+    pm25 = ["--config", str(CONFIGS / "pm25_mlp.yaml"), "--data.data_dir", str(pm25_dir)]
+    lit_in_process("fit", *pm25, "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(tmp_path))
     best = tmp_path / "pm25_mlp" / "version_0" / "checkpoints" / "best.ckpt"
     summary = json.loads((best.parent.parent / "summary.json").read_text())
     assert summary["monitor"] == "val/rmse" and summary["best_score"] < 15
-    result = run_lit(
-        "predict",
-        "--config",
-        str(CONFIGS / "pm25_mlp.yaml"),
-        "--data.data_dir",
-        str(pm25_dir),
-        "--ckpt_path",
-        str(best),
-        "--trainer.default_root_dir",
-        str(tmp_path),
-        cwd=tmp_path,
-    )
+    result = run_lit("predict", *pm25, "--ckpt_path", str(best), "--trainer.default_root_dir", str(tmp_path),
+                     cwd=tmp_path)  # fmt: skip
     submission = tmp_path / "pm25_mlp" / "version_1" / "submission.csv"
     assert f"to {submission}" in result.stdout
     lines = submission.read_text().splitlines()
@@ -153,21 +145,10 @@ def test_pm25_fit_then_predict_writes_the_submission(tmp_path, pm25_dir):
     assert 5 < sum(values) / len(values) < 60  # ug/m3, not standardized units
 
 
-def test_cv_writes_per_fold_scores_and_their_mean(tmp_path, pm25_dir):
-    result = run_lit(
-        "cv",
-        "--config",
-        str(CONFIGS / "pm25_linear.yaml"),
-        "--data.data_dir",
-        str(pm25_dir),
-        "--folds",
-        "3",
-        "--trainer.max_epochs",
-        "2",
-        "--trainer.default_root_dir",
-        str(tmp_path),
-        cwd=tmp_path,
-    )
+def test_cv_writes_per_fold_scores_and_their_mean(tmp_path, pm25_dir, capsys):
+    lit_in_process("cv", "--config", str(CONFIGS / "pm25_linear.yaml"), "--data.data_dir", str(pm25_dir), "--folds",
+                   "3", "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(tmp_path))  # fmt: skip
+    stdout = capsys.readouterr().out
     report = json.loads((tmp_path / "pm25_linear" / "version_0" / "cv_summary.json").read_text())
     assert report["monitor"] == "val/rmse" and len(report["folds"]) == 3
     scores = [fold["score"] for fold in report["folds"]]
@@ -175,19 +156,13 @@ def test_cv_writes_per_fold_scores_and_their_mean(tmp_path, pm25_dir):
     assert report["std"] == pytest.approx(torch.tensor(scores).std(unbiased=False).item(), rel=1e-5)
     for fold in report["folds"]:
         assert (tmp_path / "pm25_linear" / "version_0" / f"fold_{fold['fold']}" / "summary.json").is_file()
-        assert f"fold_{fold['fold']} of 3: val/rmse {fold['score']:.4f}" in result.stdout
-    assert f"val/rmse {report['mean']:.4f} +- {report['std']:.4f} over 3 folds" in result.stdout
+        assert f"fold_{fold['fold']} of 3: val/rmse {fold['score']:.4f}" in stdout
+    assert f"val/rmse {report['mean']:.4f} +- {report['std']:.4f} over 3 folds" in stdout
 
 
-@pytest.mark.parametrize("command", [["lit"], ["lit-mlcourse"], ["python", "-m", "lit_mlcourse"]])
-def test_entry_points_list_the_subcommands(command):
-    import subprocess
-    from pathlib import Path
-
-    from conftest import lit_env
-
-    executable = [str(Path(sys.executable).parent / command[0]), *command[1:]]
-    result = subprocess.run([*executable, "--help"], env=lit_env(), capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("command", ENTRY_POINTS)
+def test_entry_points_list_the_subcommands(command, runs):
+    result = runs[" ".join(command)].result()  # `<command> --help` (started by `runs`)
     assert result.returncode == 0, result.stderr
     listed = result.stdout.split("Available subcommands:", 1)[1]
     for subcommand in ("fit", "validate", "test", "predict", "cv"):

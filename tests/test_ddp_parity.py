@@ -28,9 +28,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, run_lit
-
-from lit_mlcourse.cli import main
+from conftest import CONFIGS, lit_in_process, optional_fixture, run_lit
 
 DDP = ["--config", str(CONFIGS / "trainer" / "ddp_cpu.yaml")]
 # Digits split into 1,229 training, 217 validation and 351 test images: all odd, so that on 2 processes a repeated
@@ -65,12 +63,21 @@ def fit(root: Path, name: str, *args: str, after: Future | None = None) -> Path:
     return root / name / "version_0"
 
 
+def fit_here(root: Path, name: str, *args: str) -> Path:
+    """``lit fit`` in one process, into ``root/name/version_0``: run in this process through the entry point of
+    ``lit`` (conftest.lit_in_process, on one thread as the subprocesses): the same code, without another ~6 s
+    interpreter start, while the DDP runs go on in the background."""
+    lit_in_process("fit", *args, *ONE_EPOCH, "--name", name, "--trainer.default_root_dir", str(root))
+    return root / name / "version_0"
+
+
 def validate(run: Path, *args: str) -> dict[str, float]:
     """``lit validate`` of ``run``'s last.ckpt in one process; the metrics of its summary. Run in this process through
-    the entry point of ``lit`` (lit_mlcourse.cli.main): the same code, without another ~6 s interpreter start."""
+    the entry point of ``lit`` (conftest.lit_in_process): the same code, without another ~6 s interpreter start."""
     root, name = run.parents[1], f"{run.parent.name}_validate"
     checkpoint = str(run / "checkpoints" / "last.ckpt")
-    main(["validate", *args, "--ckpt_path", checkpoint, "--name", name, "--trainer.default_root_dir", str(root)])
+    where = ["--name", name, "--trainer.default_root_dir", str(root)]
+    lit_in_process("validate", *args, "--ckpt_path", checkpoint, *where)
     return metrics(root / name / "version_0")
 
 
@@ -138,7 +145,8 @@ def root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def runs(root, request) -> Iterator[dict[str, Future]]:
     """The `lit` runs of the selected tests, two at a time: each run spends seconds starting Python and importing torch
-    on one core, so two keep both cores busy (the module took ~150 s one run after another, ~95 s like this)."""
+    on one core, so two keep both cores busy (the module took ~150 s one run after another, ~95 s like this). The
+    one-process runs the DDP ones are compared with are the tests' own (fit_here, validate)."""
     selected = {item.originalname for item in request.session.items if item.module is request.module}
 
     def wanted(*words: str) -> bool:
@@ -154,7 +162,6 @@ def runs(root, request) -> Iterator[dict[str, Future]]:
             start("simclr_ddp", *SIMCLR, *DDP, "--data.batch_size", "64", "--trainer.limit_train_batches", "2",
                   "--trainer.check_val_every_n_epoch", "1")  # fmt: skip
         if wanted("pm25") and (pm25_dir := optional_fixture(request, "pm25_dir")):
-            start("pm25_one", *pm25(pm25_dir), "--data.batch_size", "64")
             start("pm25_ddp", *pm25(pm25_dir), *DDP, "--data.batch_size", "32")
         if wanted("classifier"):
             start("classifier_ddp", *CLASSIFIER, *DDP, "--data.batch_size", "32", "--trainer.limit_train_batches", "4")
@@ -163,7 +170,6 @@ def runs(root, request) -> Iterator[dict[str, Future]]:
             start("cifar_ddp", *cifar(layer), *DDP, "--data.batch_size", "16", "--trainer.limit_train_batches", "2")
         if wanted("finetune"):
             backbone = root / "simclr_ddp" / "version_0"
-            start("finetune_one", *finetune(backbone), "--data.batch_size", "32", after=started["simclr_ddp"])
             start("finetune_ddp", *finetune(backbone), *DDP, "--data.batch_size", "16", after=started["simclr_ddp"])
         if wanted("gan"):
             # Meanwhile, in this thread: the GAN's judge (a session fixture, already there when the whole suite runs).
@@ -173,27 +179,22 @@ def runs(root, request) -> Iterator[dict[str, Future]]:
         yield started
 
 
-def optional_fixture(request, name: str):
-    """The fixture's value; ``None`` where it skips (the test that needs it skips on its own)."""
-    try:
-        return request.getfixturevalue(name)
-    except pytest.skip.Exception:
-        return None
-
-
 # --- training parity: no batch norm, no dropout, shuffling off -------------------------------------------------------
 
 
-def test_pm25_regression_trains_the_same_under_ddp(pm25_dir, runs):
-    one, ddp = runs["pm25_one"].result(), runs["pm25_ddp"].result()
+def test_pm25_regression_trains_the_same_under_ddp(pm25_dir, root, runs):
+    one = fit_here(root, "pm25_one", *pm25(pm25_dir), "--data.batch_size", "64")
+    ddp = runs["pm25_ddp"].result()
     assert_same_weights(one, ddp)
     # train/loss and val/loss were logged without sync_dist: rank 0's half of the samples under DDP
     keys = {"train/loss", "train/rmse", "train/mae", "val/loss", "val/rmse", "val/mae", "val/r2"}
     assert_same_metrics(metrics(one), metrics(ddp), keys, TRAINED_REL)
 
 
-def test_finetune_linear_probe_trains_the_same_under_ddp(runs):
-    one, ddp = runs["finetune_one"].result(), runs["finetune_ddp"].result()
+def test_finetune_linear_probe_trains_the_same_under_ddp(root, runs):
+    backbone = runs["simclr_ddp"].result()
+    one = fit_here(root, "finetune_one", *finetune(backbone), "--data.batch_size", "32")
+    ddp = runs["finetune_ddp"].result()
     assert_same_weights(one, ddp)
     found = metrics(one)
     assert_same_metrics(found, metrics(ddp), {"train/loss", *evaluation_keys(found)}, TRAINED_REL)
@@ -228,7 +229,7 @@ def test_gan_scores_under_ddp_match_one_process_within_sampling_noise(runs, root
     # changes is the evaluation (each real image once, FID and IS states summed, class counts reduced), and this
     # generator's near-constant samples keep sampling noise far below the effect of a wrong real side (see below).
     runs["gan_ddp"].result()
-    main(["validate", *gan(judge_checkpoint), "--name", "gan_one", "--trainer.default_root_dir", str(root)])
+    lit_in_process("validate", *gan(judge_checkpoint), "--name", "gan_one", "--trainer.default_root_dir", str(root))
     found, one = metrics(root / "gan_ddp" / "version_0"), metrics(root / "gan_one" / "version_0")
     # Both sides are the same sets: each real digit once, and the same 2,000 latents (every process draws all of them
     # from one seed and scores its share, models/gan.py). FID's states are sums, so only the summation order differs:
