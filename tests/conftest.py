@@ -14,6 +14,16 @@ import pytest
 # Tests never download: code that would fetch data or weights fails as it does offline.
 os.environ["LIT_MLCOURSE_OFFLINE"] = "1"
 
+
+def pytest_configure(config) -> None:
+    # One torch thread in the test process, as in the `lit` subprocesses (run_lit): the tests' models are tiny, and
+    # beside a subprocess two threads on a 2-core machine spin against it (a one-epoch quick start took 16 s on two
+    # threads, 4 s on one).
+    import torch
+
+    torch.set_num_threads(1)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
