@@ -246,7 +246,7 @@ class LitCLI(LightningCLI):
             )
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        config = self.model.adapt_trainer_config({**self._get(self.config_init, "trainer", default={}), **kwargs})
         extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         if config.get("enable_checkpointing") is False:
             extra = [callback for callback in extra if not isinstance(callback, ModelCheckpoint)]

@@ -53,6 +53,10 @@ class TaskModule(L.LightningModule):
         """Callbacks ``lit`` adds for this task unless the config has one of the same kind."""
         return [SubmissionWriter("predictions.csv")] if subcommand == "predict" else []
 
+    def adapt_trainer_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The trainer's settings (``trainer:`` of the config), changed where this task handles one itself."""
+        return config
+
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         """Loss of ``batch``; updates the stage's metrics and logs ``{stage}/loss``."""
         raise NotImplementedError

@@ -66,7 +66,10 @@ class GAN(TaskModule):
         loss: ``non_saturating`` or ``hinge``.
         discriminator_steps: discriminator updates per generator update.
         label_smoothing: one-sided smoothing of the real label (non-saturating loss only).
-        gradient_clip_val: clip each network's gradient norm to this value (``None``: no clipping).
+        gradient_clip_val: clip each network's gradients to this value (``None``: no clipping). Lightning's
+            ``trainer.gradient_clip_val`` does not apply to manual optimization (it raises); set there, it is
+            moved here, with ``trainer.gradient_clip_algorithm``.
+        gradient_clip_algorithm: ``norm`` (the gradients' total norm) or ``value`` (each element).
         ema_decay: exponential moving average of the generator's weights (``None``: off); the decay warms up
             from 0.1 (``ema_with_warmup``).
         num_eval_samples: generated images scored at each validation.
@@ -91,6 +94,7 @@ class GAN(TaskModule):
         discriminator_steps: int = 1,
         label_smoothing: float = 0.0,
         gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: Literal["norm", "value"] = "norm",
         ema_decay: float | None = 0.999,
         num_eval_samples: int = 2000,
         num_fixed_samples: int = 64,
@@ -132,6 +136,24 @@ class GAN(TaskModule):
         features = JudgeFeatures(self.judge)
         self.fid = FrechetInceptionDistance(features, input_img_size=tuple(image_shape), normalize=True)
         self.inception_score = InceptionScore(self.judge, splits=10)
+
+    def adapt_trainer_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``trainer.gradient_clip_val`` becomes this model's: the GAN optimizes by hand, where Lightning refuses
+        to clip ("Automatic gradient clipping is not supported for manual optimization")."""
+        value = config.get("gradient_clip_val")
+        if not value:  # None or 0: Lightning clips nothing either
+            return config
+        own = self.hparams.gradient_clip_val
+        algorithm = config.get("gradient_clip_algorithm") or "norm"
+        if own is not None and (own, self.hparams.gradient_clip_algorithm) != (value, algorithm):
+            raise ConfigValueError(
+                f"trainer.gradient_clip_val={value} (algorithm {algorithm}) and model.gradient_clip_val={own} "
+                f"(algorithm {self.hparams.gradient_clip_algorithm}) disagree: the GAN clips its gradients itself, "
+                "set one of the two."
+            )
+        self.hparams.gradient_clip_val, self.hparams.gradient_clip_algorithm = value, algorithm
+        rank_zero_info(f"GAN: each network's gradients are clipped to {value} ({algorithm}), by the model")
+        return {**config, "gradient_clip_val": None, "gradient_clip_algorithm": None}
 
     def on_fit_start(self) -> None:  # no metric collections to reset: the scores are computed by hand
         classes = f"{self.judge.num_classes} classes" if self.judge.num_classes else "not the data's classes"
@@ -218,7 +240,9 @@ class GAN(TaskModule):
         self.manual_backward(loss)
         if self.hparams.gradient_clip_val is not None:
             self.clip_gradients(
-                optimizer, gradient_clip_val=self.hparams.gradient_clip_val, gradient_clip_algorithm="norm"
+                optimizer,
+                gradient_clip_val=self.hparams.gradient_clip_val,
+                gradient_clip_algorithm=self.hparams.gradient_clip_algorithm,
             )
         optimizer.step()
 
