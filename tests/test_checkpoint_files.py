@@ -158,6 +158,9 @@ def test_a_non_finite_loss_stops_before_the_step_naming_it_and_last_keeps_the_go
     # epoch 0: steps 0-2, last.ckpt at step 3; the loss of step 4 (epoch 1, batch 1) is NaN
     run = with_fault("nan-loss-at-step", "--at", "4", "--", *quickstart(tmp_path, "--trainer.max_epochs", "3"))
     assert run.returncode == 2, run.stderr
-    assert "lit: error: the training loss is nan at step 4 (epoch 1, batch 1): the run stopped before" in run.stderr
+    assert (
+        "lit: error: the training loss is nan at step 4 (epoch 1, batch 1); the batch's inputs are all finite. The "
+        "run stopped before" in run.stderr
+    )
     last = tmp_path / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
     assert loads(last) == 3 and checkpoint_problem(last) is None  # finite, and what --ckpt_path last resumes

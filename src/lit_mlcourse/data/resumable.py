@@ -68,8 +68,12 @@ class ResumableSampler(DistributedSampler):
         self.seeded = seeded
         self.skip = 0
 
+    def epoch_indices(self) -> list[int]:
+        """This process's dataset indices for the current epoch, in order (a function of seed and epoch)."""
+        return list(super().__iter__())
+
     def __iter__(self) -> Iterator[Any]:
-        indices = list(super().__iter__())[self.skip :]
+        indices = self.epoch_indices()[self.skip :]
         self.skip = 0  # only the epoch resumed in starts part-way
         if not self.seeded:
             return iter(indices)
