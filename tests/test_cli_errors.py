@@ -169,3 +169,30 @@ def test_a_bad_value_found_while_building_the_model(tmp_path, capsys):
     err = lit_error(capsys, *quickstart(tmp_path, "--model.label_smoothing", "1.5"))
     assert err.startswith("lit: error: model.label_smoothing=1.5 must be in [0, 1).")
     assert "Union subtypes" not in err
+
+
+def test_a_missing_required_key_is_named_with_its_file(tmp_path, capsys):
+    gan = tmp_path / "gan.yaml"
+    gan.write_text("model:\n  class_path: lit_mlcourse.models.GAN\n  init_args:\n    judge: judge.ckpt\n")
+    err = lit_error(capsys, "fit", "--config", str(gan), "--data", "lit_mlcourse.data.DigitsDataModule",
+                    "--trainer.default_root_dir", str(tmp_path / "runs"))  # fmt: skip
+    assert "model: the following arguments are required: generator, discriminator" in err
+    assert f"set in {gan}:3" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_misspelt_model_class(tmp_path, capsys):
+    err = lit_error(capsys, *quickstart(tmp_path, "--model.class_path", "lit_mlcourse.models.Clasifier"))
+    assert "did you mean 'lit_mlcourse.models.ImageClassifier'?" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_typo_in_a_run_logging_to_wandb_starts_no_wandb_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("trainer:\n  max_epoch: 3\n")
+    err = lit_error(capsys, *quickstart(tmp_path, "--config", str(CONFIGS / "logger" / "wandb.yaml"), "--config",
+                                        str(typo)))  # fmt: skip
+    assert f"set in {typo}:2" in err and "did you mean 'trainer.max_epochs'?" in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["typo.yaml"]  # no runs/, no wandb/
