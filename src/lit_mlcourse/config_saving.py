@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_mlcourse.runs import WANDB_RUN_FILE, mark_slurm_job
 
@@ -16,17 +17,38 @@ CHECKPOINT_KEY = "lit_mlcourse_config"
 
 def free_config_path(folder: Path, text: str, filename: str = "config.yaml") -> Path | None:
     """Where to save ``text``: ``config.yaml``, or ``config-1.yaml``, ``config-2.yaml`` ... when a
-    different config is already there (a resumed run with other settings). ``None`` when an identical
-    file exists, so that rerunning into the same folder neither crashes nor duplicates."""
+    different config is already there (a resumed run with other settings). ``None`` when the same config is
+    there, so that rerunning into the same folder neither crashes nor duplicates. The checkpoint a run starts
+    from is not part of what makes it the same: a resume names one, the run it continues did not."""
     stem, suffix = Path(filename).stem, Path(filename).suffix
     index = 0
     while True:
         path = folder / (filename if index == 0 else f"{stem}-{index}{suffix}")
         if not path.exists():
             return path
-        if path.read_text() == text:
+        if not config_changes(path.read_text(), text):
             return None
         index += 1
+
+
+def config_changes(before: str, after: str) -> list[str]:
+    """The dotted keys whose values differ between two saved configs (YAML texts), ``ckpt_path`` aside, each
+    as ``key: old -> new``."""
+
+    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(value, dict):
+            return {prefix: value}
+        items: dict[str, Any] = {}
+        for key, inner in value.items():
+            items.update(flat(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return items
+
+    old, new = flat(yaml.safe_load(before) or {}), flat(yaml.safe_load(after) or {})
+    keys = sorted((set(old) | set(new)) - {"ckpt_path"})
+    missing = "(not set)"
+    return [
+        f"{key}: {old.get(key, missing)} -> {new.get(key, missing)}" for key in keys if old.get(key) != new.get(key)
+    ]
 
 
 def remember_wandb_run(trainer: L.Trainer) -> None:
@@ -54,6 +76,13 @@ class SaveRunConfig(SaveConfigCallback):
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(self.config_text)
+                first = Path(log_dir) / self.config_filename
+                if path != first:  # a run continued in its folder with other settings: say which
+                    changes = config_changes(first.read_text(), self.config_text)
+                    rank_zero_warn(
+                        f"this run continues in {log_dir} with a config that differs from its {first.name}; saved "
+                        f"as {path.name}. Changed: " + "; ".join(changes[:20])
+                    )
             config = yaml.safe_load(self.config_text)
             for logger in trainer.loggers:
                 logger.log_hyperparams({"config": config})
