@@ -34,6 +34,14 @@ from lit_mlcourse.callbacks.finite_loss import StopOnNonFiniteLoss
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.resume import ExactResume
+from lit_mlcourse.callbacks.run_record import RunRecord
+from lit_mlcourse.checkpoint_identity import (
+    check_identity,
+    check_optimizer_groups,
+    check_weights,
+    names_class,
+    stored_model_class,
+)
 from lit_mlcourse.checkpoint_safety import CHECKPOINT_KEYWORDS, read_checkpoint
 from lit_mlcourse.checkpoints import AtomicCheckpointIO
 from lit_mlcourse.config_checks import check_values, choose_checkpoint_monitor, explain_parse_error, import_class
@@ -190,9 +198,32 @@ class LitCLI(LightningCLI):
         subcommand = self.config.get("subcommand")  # self.subcommand is not set yet
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         self._checkpoint = None
-        if path and path not in CHECKPOINT_KEYWORDS:
-            self._checkpoint = read_checkpoint(path)
-        super()._parse_ckpt_path()
+        if not path or path in CHECKPOINT_KEYWORDS:
+            super()._parse_ckpt_path()
+            return
+        self._checkpoint = read_checkpoint(path)
+        model = self.config[subcommand].get("model")
+        configured = model.get("class_path") if isinstance(model, Namespace) else None
+        if configured and not names_class(stored_model_class(self._checkpoint), import_class(configured)):
+            # Lightning would make the checkpoint's model class the run's: keep the configured one, which
+            # _check_checkpoint_matches_data then compares with the checkpoint, naming both.
+            return
+        self._apply_checkpoint_hyperparameters(subcommand)
+
+    def _apply_checkpoint_hyperparameters(self, subcommand: str) -> None:
+        """LightningCLI._parse_ckpt_path on the checkpoint already read: the model's arguments become the
+        checkpoint's (its architecture), without reading the file a second time."""
+        hparams = dict(self._checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
 
     def before_instantiate_classes(self) -> None:
         config = self.run_config
@@ -228,6 +259,8 @@ class LitCLI(LightningCLI):
         optimizer = self.model.build_optimizer()
         if self.model.make_lr_scheduler is not None:
             self.model.make_lr_scheduler(optimizer)
+        # A checkpoint of another model or other data is refused here, before the trainer (and its run folder) exists.
+        self._checkpoint = self._check_checkpoint_matches_data(optimizer)
         self.trainer = self.instantiate_trainer()
         return self.trainer
 
@@ -259,7 +292,8 @@ class LitCLI(LightningCLI):
             # Rich in a terminal; one plain line per epoch in log files (CI, SLURM), where a
             # redrawing bar only leaves carriage-return noise.
             extra.append(RichProgressBar() if sys.stdout.isatty() else LineProgressBar())
-        for default in (ExactResume(), StopOnNonFiniteLoss()):  # exact resumes; no NaN reaches the weights
+        # exact resumes; no NaN reaches the weights; each checkpoint records what it was trained on, and how
+        for default in (ExactResume(), StopOnNonFiniteLoss(), RunRecord()):
             if not any(isinstance(callback, type(default)) for callback in given):
                 extra.append(default)
         if config.get("logger") not in (None, False, []):
@@ -276,13 +310,10 @@ class LitCLI(LightningCLI):
         return self._instantiate_trainer(config, extra)
 
     def before_fit(self) -> None:
-        checkpoint = self._check_checkpoint_matches_data()
+        checkpoint = getattr(self, "_checkpoint", None)  # checked by instantiate_run
         if checkpoint is not None and self.trainer.is_global_zero:
             # A run resumed in its own folder (a requeued SLURM job, a logger with a fixed version) keeps its metrics.
             keep_csv_metrics(self.trainer.loggers, checkpoint.get("global_step", 0))
-
-    def before_validate(self) -> None:
-        self._check_checkpoint_matches_data()
 
     def before_test(self) -> None:
         if not _has_test_set(self.datamodule):
@@ -290,21 +321,19 @@ class LitCLI(LightningCLI):
                 f"{type(self.datamodule).__name__} has no labelled test set: use `lit validate` to evaluate a "
                 "checkpoint on the validation data, or `lit predict` for predictions."
             )
-        self._check_checkpoint_matches_data()
 
-    def before_predict(self) -> None:
-        self._check_checkpoint_matches_data()
-
-    def _check_checkpoint_matches_data(self) -> dict[str, Any] | None:
-        """A checkpoint trained on other inputs (another feature set, window, class count) is refused
-        with both values named, instead of a tensor size mismatch deep in load_state_dict. Returns the
-        checkpoint, if a file is given."""
+    def _check_checkpoint_matches_data(self, optimizer: Any) -> dict[str, Any] | None:
+        """A checkpoint of another model class, DataModule or dataset (checkpoint_identity), trained on other
+        inputs (another feature set, window, class count), holding other weights, or (for fit) the state of an
+        optimizer over other parameter groups is refused with both sides named, instead of an error deep in
+        Lightning's restore. Returns the checkpoint, if a file is given."""
         path = self.run_config.get("ckpt_path")
         checkpoint = getattr(self, "_checkpoint", None)  # read by _parse_ckpt_path
-        if checkpoint is None and path and Path(path).is_file():  # chosen later: a requeued SLURM job's
+        if checkpoint is None and path and Path(path).is_file():  # chosen later: `last`, a requeued SLURM job's
             checkpoint = read_checkpoint(path)
         if checkpoint is None:
             return None
+        check_identity(path, checkpoint, self.model, self.datamodule, self.subcommand)
         stored = checkpoint.get("hyper_parameters", {})
         for fact in DATA_FACTS:
             if fact == "standardization" or fact not in stored or fact not in self.model.hparams:
@@ -315,6 +344,9 @@ class LitCLI(LightningCLI):
                     f"{fact}={as_plain(self.model.hparams[fact])}: use the config the checkpoint was trained "
                     "with (config.yaml in its run folder)."
                 )
+        check_weights(path, checkpoint, self.model, self.subcommand)
+        if self.subcommand == "fit":
+            check_optimizer_groups(path, checkpoint, optimizer)
         return checkpoint
 
     def after_fit(self) -> None:

@@ -7,6 +7,7 @@ from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.prediction_plot import PredictionVsTruthPlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.resume import ExactResume
+from lit_mlcourse.callbacks.run_record import RunRecord
 from lit_mlcourse.callbacks.samples import GeneratedImageWriter, SampleGrid
 from lit_mlcourse.callbacks.submission import SubmissionWriter
 from lit_mlcourse.callbacks.whitening import WhiteningInit
@@ -19,6 +20,7 @@ __all__ = [
     "LearningRatePlot",
     "LineProgressBar",
     "PredictionVsTruthPlot",
+    "RunRecord",
     "SampleGrid",
     "StopOnNonFiniteLoss",
     "SubmissionWriter",

@@ -39,6 +39,9 @@ class DigitsDataModule(InMemoryDataModule):
     num_classes = 10
     image_shape = (1, 8, 8)
     class_names: ClassVar[list[str]] = [str(digit) for digit in range(10)]
+    # scikit-learn ships one digits dataset (see data.fingerprint)
+    data_fingerprint = "sklearn.datasets.load_digits"
+    data_fingerprint_of = "scikit-learn's bundled digits"
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from lit_mlcourse.data import image_files as files
+from lit_mlcourse.data.fingerprint import digest_value
 from lit_mlcourse.data.folds import check_fold, check_label_fraction, kfold_split, labelled_subset
 from lit_mlcourse.data.in_memory import InMemoryDataModule
 from lit_mlcourse.data.views import TwoViews, ViewOptions, check_views, simclr_view
@@ -161,6 +163,19 @@ class ImageFolderDataModule(InMemoryDataModule):
     def has_test_set(self) -> bool:
         """Whether ``root/test`` holds a labelled test set."""
         return "test" in self._split_dirs
+
+    @cached_property
+    def data_fingerprint(self) -> str:
+        """What the model trains on, for checkpoints (see data.fingerprint): the classes, and the paths (relative to
+        ``root``) and sizes of the training and validation images, sorted."""
+        folders = [self._split_dirs[split] for split in ("train", "val")] if self._split_dirs else [self.root]
+        entries = []
+        for folder in folders:
+            paths, _, _ = files.list_classes(folder, self.class_names, self.root)
+            entries += [[path.relative_to(self.root).as_posix(), path.stat().st_size] for path in paths]
+        return digest_value({"classes": self.class_names, "files": sorted(entries)})
+
+    data_fingerprint_of = "sha256 of the classes and the relative paths and sizes of the train/val images"
 
     def setup(self, stage: str) -> None:
         if stage == "test" and not self.has_test_set:

@@ -12,6 +12,7 @@ from jsonargparse.typing import NonNegativeInt, OpenUnitInterval, PositiveInt
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, TensorDataset
 
+from lit_mlcourse.data.fingerprint import digest_file
 from lit_mlcourse.data.folds import check_fold, kfold_split
 from lit_mlcourse.data.in_memory import InMemoryDataModule
 from lit_mlcourse.data.pm25_files import Readings, read_test, read_train
@@ -92,6 +93,15 @@ class PM25DataModule(InMemoryDataModule):
                 f"{self.hparams.train_file} has: {', '.join(readings.names)}."
             )
         return readings
+
+    @cached_property
+    def data_fingerprint(self) -> str:
+        """What the model trains on, for checkpoints (see data.fingerprint): a digest of the training CSV's bytes."""
+        return digest_file(self._path(self.hparams.train_file))
+
+    @property
+    def data_fingerprint_of(self) -> str:
+        return f"sha256 of {self.hparams.train_file}'s bytes"
 
     @property
     def feature_names(self) -> list[str]:
