@@ -7,7 +7,11 @@
    against the real test images, beside the same scores of the real images: FID(real train, real test) and the
    score of the real test images.
 
+4. with ``--more-judges``: the same samples' score by other digits classifiers (other seeds of the quick start),
+   beside the real test images' score by each: how much the figure owes to one judge.
+
     python bench/digits_gan.py [--seeds 1 2 3] [--judge runs/quickstart/version_0/checkpoints/best.ckpt]
+                               [--more-judges J1 J2 ...] [--reuse]
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ def inception_score(judge, images: torch.Tensor, splits: int) -> float:
 
     metric = InceptionScore(judge, splits=splits)
     metric.update(images)
-    return float(metric.compute()[0])
+    with torch.random.fork_rng(devices=[]):  # the splits are a random shuffle: the same one for every score
+        torch.manual_seed(0)
+        return float(metric.compute()[0])
 
 
 def scores(judge, images: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
@@ -72,6 +78,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--root", type=Path, default=Path("runs/bench_digits_gan"))
     parser.add_argument("--lit-args", default="", help="more arguments for the GAN's `lit fit`, e.g. a variant")
+    parser.add_argument("--more-judges", type=Path, nargs="*", default=[], help="classifiers that score them too")
+    parser.add_argument("--reuse", action="store_true", help="score the newest run of each seed under --root")
     args = parser.parse_args()
     print(f"python bench/digits_gan.py --seeds {' '.join(map(str, args.seeds))} --lit-args '{args.lit_args}'  "
           f"({os.cpu_count()} CPUs)")  # fmt: skip
@@ -94,14 +102,21 @@ def main() -> None:
     reference = scores(judge, test, train)
     print(f"real test images: score {reference['score_1']:.3f} (1 split), FID(real train, real test) "
           f"{reference['fid']:.3f}, rarest class {reference['min_share']:.3f}")  # fmt: skip
-    rows = []
+    more_judges = [load_judge(path, (1, 8, 8)) for path in args.more_judges]
+    rows, more_rows = [], []
     for seed in args.seeds:
-        run, seconds = lit_fit(args.root, f"gan_s{seed}", "--config", str(CONFIGS / "digits_gan.yaml"),
-                               "--model.judge", str(args.judge), "--seed_everything", str(seed),
-                               *shlex.split(args.lit_args))  # fmt: skip
+        if args.reuse:
+            runs = sorted((args.root / f"gan_s{seed}").glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
+            run, seconds = runs[-1], float("nan")
+        else:
+            run, seconds = lit_fit(args.root, f"gan_s{seed}", "--config", str(CONFIGS / "digits_gan.yaml"),
+                                   "--model.judge", str(args.judge), "--seed_everything", str(seed),
+                                   *shlex.split(args.lit_args))  # fmt: skip
         model = GAN.load_from_checkpoint(run / "checkpoints" / "best.ckpt", map_location="cpu")
-        row = {"seed": seed, "seconds": seconds, **scores(judge, model.sample(args.samples, seed=0), test)}
+        samples = model.sample(args.samples, seed=0)
+        row = {"seed": seed, "seconds": seconds, **scores(judge, samples, test)}
         rows.append(row)
+        more_rows.append([inception_score(other, samples, 10) for other in more_judges])
         print(f"seed {seed}: {seconds:.0f} s, score {row['score']:.3f} (1 split: {row['score_1']:.3f}), "
               f"FID(generated, real test) {row['fid']:.3f}, class shares {row['min_share']:.3f} - "
               f"{row['max_share']:.3f}", flush=True)  # fmt: skip
@@ -112,11 +127,22 @@ def main() -> None:
         print(f"| {row['seed']} | {row['seconds']:.0f} s | {row['score']:.3f} | {row['score_1']:.3f} | "
               f"{row['fid']:.3f} | {row['min_share']:.3f} | {row['max_share']:.3f} |")  # fmt: skip
     keys = ("seconds", "score", "score_1", "fid", "min_share", "max_share")
-    print("| mean +- std | " + " | ".join(
+    if args.reuse:  # runs not timed here
+        keys = keys[1:]
+    print("| mean +- std | " + ("| " if args.reuse else "") + " | ".join(
         f"{statistics.mean(r[k] for r in rows):.3f} +- {statistics.pstdev([r[k] for r in rows]):.3f}" for k in keys
     ) + " |")  # fmt: skip
     print(f"| real test images (360) | | | {reference['score_1']:.3f} | {reference['fid']:.3f} (vs real train) | "
           f"{reference['min_share']:.3f} | {reference['max_share']:.3f} |")  # fmt: skip
+    if more_judges:
+        print("\nThe same samples (10 splits) and the real test images (1 split) by the other judges:\n")
+        print("| judge | " + " | ".join(f"seed {seed}" for seed in args.seeds) + " | mean | real test images |")
+        print("| --- |" + " --- |" * (len(args.seeds) + 2))
+        for index, (path, other) in enumerate(zip(args.more_judges, more_judges, strict=True)):
+            figures = [scores_of_seed[index] for scores_of_seed in more_rows]
+            real = inception_score(other, test, 1)
+            print(f"| {path} | " + " | ".join(f"{value:.3f}" for value in figures)
+                  + f" | {statistics.mean(figures):.3f} | {real:.3f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
