@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ class CheckpointWriteError(UserInputError, OSError):
     """A checkpoint could not be written (a full disk, a read-only folder)."""
 
 
+HPC_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt")  # Lightning's name for the checkpoint saved on SLURM's signal
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint IO for local files, written atomically and durably (see the module's text)."""
 
@@ -39,6 +43,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):  # object stores have their own atomic uploads
             return super().save_checkpoint(checkpoint, path)
         write_atomically(checkpoint, Path(path))
+        remove_older_hpc_checkpoints(Path(path))
+
+
+def remove_older_hpc_checkpoints(saved: Path) -> None:
+    """After ``hpc_ckpt_<n>.ckpt`` is safely on disk, its older siblings go: Lightning saves one more on every
+    SLURM signal (each a full checkpoint, optimizer included) and never deletes any, while a requeued job resumes
+    from the newest only (runs.requeued_run)."""
+    match = HPC_CHECKPOINT.fullmatch(saved.name)
+    if match is None:
+        return
+    for sibling in saved.parent.iterdir():
+        older = HPC_CHECKPOINT.fullmatch(sibling.name)
+        if older is not None and int(older.group(1)) < int(match.group(1)):
+            sibling.unlink(missing_ok=True)
 
 
 def write_atomically(checkpoint: dict[str, Any], path: Path) -> None:

@@ -25,7 +25,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from lit_mlcourse.checkpoints import newest_runs, resume_point
+from lit_mlcourse.checkpoints import HPC_CHECKPOINT, newest_runs, resume_point
 from lit_mlcourse.errors import ConfigValueError
 
 # Set by the launching process so that DDP workers started later agree on the version it chose.
@@ -35,7 +35,6 @@ PLACEHOLDERS = ("{default_root_dir}", "{name}", "{version}", "{run_dir}")
 SLURM_JOB_FILE = "slurm_job_id"
 # In a run folder logged to wandb: the wandb run's id, so that a fit resumed from one of its checkpoints continues it.
 WANDB_RUN_FILE = "wandb_run_id"
-HPC_CHECKPOINT = re.compile(r"hpc_ckpt_(\d+)\.ckpt")  # Lightning's name for the checkpoint saved on SLURM's signal
 
 
 def experiment_name(config: Namespace) -> str:
@@ -70,6 +69,7 @@ def choose_run_folder(config: Namespace, resumable: bool = False) -> Path:
     version a logger names explicitly, else the one the launching process chose (DDP workers), else (when
     ``resumable`` and no ``ckpt_path`` is given) the folder of a requeued SLURM job's first attempt, whose
     checkpoint becomes ``ckpt_path``, else the next free ``version_<N>``."""
+    check_slurm_job_ids()
     root = Path(config.trainer.get("default_root_dir") or "runs")
     config.trainer.default_root_dir = str(root)
     config.name = experiment_name(config)
@@ -118,6 +118,19 @@ def resolve_last(config: Namespace, root: Path, version: Any, resumable: bool) -
         return version
     rank_zero_info(f"lit: resuming {point[0]} from {point[1]}")
     return point[0].name if version is None else version
+
+
+def check_slurm_job_ids() -> None:
+    """SLURM's job ids are numbers. Lightning hands SLURM_JOB_ID (or SLURM_ARRAY_JOB_ID_SLURM_ARRAY_TASK_ID) to
+    ``scontrol requeue`` on SLURM's signal after checking only that it starts with a digit, and lit names run
+    folders by it: anything else is refused before either happens."""
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        value = os.environ.get(name)
+        if value is not None and not re.fullmatch(r"\d{1,20}", value):
+            raise ConfigValueError(
+                f"{name}={value!r} is not a SLURM job id (digits only): refused, nothing was run. Unset it outside "
+                "a SLURM job; inside one, SLURM sets it."
+            )
 
 
 def requeued_run(folder: Path) -> tuple[Path, Path] | None:
