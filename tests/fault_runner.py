@@ -9,6 +9,9 @@ Faults:
     kill-in-copyfileobj  SIGKILL itself if anything copies a file with shutil.copyfileobj (a cross-device move)
     kill-at-step         SIGKILL itself at the end of training batch ``--at`` (global step)
     sigterm-at-step      SIGTERM to itself there instead (a preemption)
+    raise-at-step        raise an exception there instead (a bug)
+With ``--rank R`` (DDP) the fault of the three above strikes process R only; the others run as usual. DDP's
+processes are started again from this script's command line, so each gets the same fault options.
     nan-loss-at-step     the training loss of global step ``--at`` multiplied by NaN
 """
 
@@ -66,15 +69,24 @@ def kill_in_copyfileobj() -> None:
     shutil.copyfileobj = copy
 
 
-def kill_at_step(step: int, signum: int = signal.SIGKILL) -> None:
+class InjectedFailure(RuntimeError):
+    """The exception of ``raise-at-step``."""
+
+
+def kill_at_step(step: int, signum: int | None = signal.SIGKILL, rank: int | None = None) -> None:
+    """At global step ``step`` (of process ``rank`` only, if given): the signal ``signum`` to this process, or an
+    :class:`InjectedFailure` when ``signum`` is None."""
     from lightning.pytorch.callbacks import Callback
 
     from lit_mlcourse.cli import LitCLI
 
     class KillAt(Callback):
         def on_train_batch_end(self, trainer, *args) -> None:
-            if trainer.global_step == step:
-                os.kill(os.getpid(), signum)
+            if trainer.global_step != step or (rank is not None and trainer.global_rank != rank):
+                return
+            if signum is None:
+                raise InjectedFailure(f"injected failure on rank {trainer.global_rank} at step {step}")
+            os.kill(os.getpid(), signum)
 
     instantiate_trainer = LitCLI.instantiate_trainer
 
@@ -102,8 +114,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fault", required=True,
                         choices=["kill-while-saving", "disk-full", "kill-in-copyfileobj", "kill-at-step",
-                                 "sigterm-at-step", "nan-loss-at-step"])  # fmt: skip
+                                 "sigterm-at-step", "raise-at-step", "nan-loss-at-step"])  # fmt: skip
     parser.add_argument("--at", type=int, default=1)
+    parser.add_argument("--rank", type=int, default=None, help="the process the fault strikes (DDP)")
     parser.add_argument("--after-bytes", type=int, default=4096)
     options, lit_args = parser.parse_known_args()
     lit_args = lit_args[1:] if lit_args[:1] == ["--"] else lit_args
@@ -115,10 +128,12 @@ def main() -> None:
     elif options.fault == "nan-loss-at-step":
         nan_loss_at_step(options.at)
     else:
-        kill_at_step(options.at, signal.SIGTERM if options.fault == "sigterm-at-step" else signal.SIGKILL)
+        signum = {"sigterm-at-step": signal.SIGTERM, "raise-at-step": None}.get(options.fault, signal.SIGKILL)
+        kill_at_step(options.at, signum, options.rank)
     from lit_mlcourse.cli import main as lit_main
 
-    sys.argv = ["lit", *lit_args]
+    if options.rank is None:  # else DDP starts its other processes from this script's own command line
+        sys.argv = ["lit", *lit_args]
     lit_main(lit_args)
 
 
