@@ -3,16 +3,14 @@ the real cause in the output and no process left behind; and no collective call 
 (it would wait forever for the other processes). Uneven shards: tests/test_ddp_parity.py runs odd-sized splits."""
 
 import ast
-import os
 import re
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, ROOT, lit_env
+from conftest import CONFIGS, ROOT
+from process_group import run_in_own_group
 
 FAILURES = {  # fault options -> (exit status of the launching process, what the output must show)
     "raise-at-step --rank 1": (1, r"\[rank1\]: .*InjectedFailure: injected failure on rank 1 at step 2"),
@@ -30,33 +28,12 @@ def test_a_failure_in_one_process_ends_all_of_them_within_90_seconds(tmp_path, f
                "--data.batch_size", "32", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "6",
                "--trainer.limit_val_batches", "0", "--test_after_fit", "false", "--trainer.default_root_dir",
                str(tmp_path)]  # fmt: skip
-    # In its own process group, so that every process of the run can be waited for, the one started by DDP too
-    # (its output goes to the same pipe: the output ends when the last process does). 90 s for all of it.
-    deadline = time.monotonic() + 90
-    process = subprocess.Popen(command, env=lit_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)  # fmt: skip
-    try:
-        output, _ = process.communicate(timeout=90)
-        while _group_alive(process.pid) and time.monotonic() < deadline:  # exiting processes not reaped yet
-            time.sleep(0.2)
-    finally:
-        leftovers = _group_alive(process.pid)
-        if leftovers:
-            os.killpg(process.pid, signal.SIGKILL)
+    # A hang ends the test at 90 s (TimeoutExpired); the process DDP started is waited for too.
+    result, leftovers = run_in_own_group(command, timeout=90)
     status, cause = FAILURES[fault]
-    assert process.returncode == status, output[-3000:]
-    assert re.search(cause, output), output[-3000:]
+    assert result.returncode == status, result.stdout[-3000:]
+    assert re.search(cause, result.stdout), result.stdout[-3000:]
     assert not leftovers, "processes of the run were still alive 90 s after it started"
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a zombie's group on some systems: nothing runs
-        return False
-    return True
 
 
 COLLECTIVES = {"all_gather", "all_reduce", "reduce", "barrier", "broadcast", "all_gather_object", "gather_all_tensors"}
