@@ -110,6 +110,18 @@ def nan_loss_at_step(step: int) -> None:
     TaskModule.training_step = poisoned
 
 
+def inject(options: argparse.Namespace) -> None:
+    if options.fault in ("kill-while-saving", "disk-full"):
+        break_checkpoint_writes(options.fault, options.at, options.after_bytes)
+    elif options.fault == "kill-in-copyfileobj":
+        kill_in_copyfileobj()
+    elif options.fault == "nan-loss-at-step":
+        nan_loss_at_step(options.at)
+    else:
+        signum = {"sigterm-at-step": signal.SIGTERM, "raise-at-step": None}.get(options.fault, signal.SIGKILL)
+        kill_at_step(options.at, signum, options.rank)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fault", required=True,
@@ -121,15 +133,7 @@ def main() -> None:
     options, lit_args = parser.parse_known_args()
     lit_args = lit_args[1:] if lit_args[:1] == ["--"] else lit_args
     torch.set_num_threads(1)
-    if options.fault in ("kill-while-saving", "disk-full"):
-        break_checkpoint_writes(options.fault, options.at, options.after_bytes)
-    elif options.fault == "kill-in-copyfileobj":
-        kill_in_copyfileobj()
-    elif options.fault == "nan-loss-at-step":
-        nan_loss_at_step(options.at)
-    else:
-        signum = {"sigterm-at-step": signal.SIGTERM, "raise-at-step": None}.get(options.fault, signal.SIGKILL)
-        kill_at_step(options.at, signum, options.rank)
+    inject(options)
     from lit_mlcourse.cli import main as lit_main
 
     if options.rank is None:  # else DDP starts its other processes from this script's own command line

@@ -435,6 +435,7 @@ def main(args: ArgsType = None) -> None:
         sys.stderr.write("lit: stopped by SIGTERM; continue with --ckpt_path last\n")
         sys.exit(128 + signal.SIGTERM)
     except Exception as error:
+        _record_for_torchrun(error)
         cause = _user_input_error(error)
         if cause is None or os.environ.get("LIT_MLCOURSE_DEBUG"):
             raise
@@ -461,6 +462,15 @@ def _end_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def _record_for_torchrun(error: Exception) -> None:
+    """Under torchrun, the error and its traceback go to the worker's error file (what torch's ``@record`` does):
+    torchrun then reports this process's own traceback as the root cause, not only "exit code 1"."""
+    if os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+        ErrorHandler().record_exception(error)
 
 
 def _user_input_error(error: BaseException | None) -> UserInputError | None:
