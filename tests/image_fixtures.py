@@ -1,5 +1,5 @@
 """Tiny image folders for the image-folder tests: good images in every mode Pillow reads, and the bad
-files real folders contain (empty, truncated, text named .jpg, a TIFF named .jpg, a decompression bomb)."""
+files real folders contain (empty, truncated, text named .jpg, a TIFF or FITS named .jpg, a decompression bomb)."""
 
 from __future__ import annotations
 
@@ -58,8 +58,16 @@ def bomb_png(path: Path, width: int = 30000, height: int = 30000) -> Path:
     return path
 
 
+def fits_bytes() -> bytes:
+    """A 20x16 8-bit FITS image (astronomy's format, which Pillow reads): one 2880-byte header block of 80-character
+    cards, then one block of pixels."""
+    cards = ["SIMPLE  =                    T", "BITPIX  =                    8", "NAXIS   =                    2",
+             "NAXIS1  =                   20", "NAXIS2  =                   16", "END"]  # fmt: skip
+    return "".join(card.ljust(80) for card in cards).ljust(2880).encode("ascii") + bytes(2880)
+
+
 def write_bad(path: Path, kind: str) -> Path:
-    """A bad file of ``kind``: empty, truncated, text, tiff (a format that is not allowed)."""
+    """A bad file of ``kind``: empty, truncated, text, tiff or fits (formats that are not allowed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "empty":
         path.write_bytes(b"")
@@ -70,6 +78,8 @@ def write_bad(path: Path, kind: str) -> Path:
         path.write_text("this is not an image\n")
     elif kind == "tiff":
         Image.new("RGB", SIZE).save(path, "TIFF")
+    elif kind == "fits":
+        path.write_bytes(fits_bytes())
     else:
         raise ValueError(kind)
     return path
@@ -80,6 +90,7 @@ BAD_KINDS = {  # kind -> words of the reason the error gives
     "truncated": "image file is truncated",
     "text": "not an image file",
     "tiff": "TIFF image",
+    "fits": "FITS image",
 }
 
 

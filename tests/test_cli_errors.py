@@ -196,3 +196,27 @@ def test_a_typo_in_a_run_logging_to_wandb_starts_no_wandb_run(tmp_path, capsys, 
                                         str(typo)))  # fmt: skip
     assert f"set in {typo}:2" in err and "did you mean 'trainer.max_epochs'?" in err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["typo.yaml"]  # no runs/, no wandb/
+
+
+def test_a_run_name_that_leaves_the_root_is_refused(tmp_path, capsys):
+    (tmp_path / "work").mkdir()
+    err = lit_error(capsys, *quickstart(tmp_path / "work", "--name", "../../outside"))
+    assert "name='../../outside' is not one folder name" in err and "such as 'outside'" in err
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["work"]  # no run folder anywhere
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "key"),
+    [("/tmp/abs", None, "name='/tmp/abs'"), ("..", None, "name='..'"),
+     ("ok", "../../v", "trainer.logger.init_args.version='../../v'")],
+)  # fmt: skip
+def test_run_folder_names_stay_one_folder_deep(tmp_path, name, version, key):
+    from jsonargparse import Namespace
+
+    from lit_mlcourse.errors import ConfigValueError
+    from lit_mlcourse.runs import choose_run_folder
+
+    logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(version=version))
+    config = Namespace(name=name, trainer=Namespace(default_root_dir=str(tmp_path), logger=[logger]))
+    with pytest.raises(ConfigValueError, match=re.escape(key) + " is not one folder name"):
+        choose_run_folder(config)

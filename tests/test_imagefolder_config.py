@@ -44,6 +44,9 @@ def test_fit_then_predict_names_the_classes(hymenoptera_dir, tmp_path):
     best = run / "checkpoints" / "best.ckpt"
     model = ImageClassifier.load_from_checkpoint(best, map_location="cpu")  # no arguments needed
     assert model.class_names == ["ants", "bees"] and model(torch.zeros(1, 3, 32, 32)).shape == (1, 2)
+    # the class index is kept twice: the model's names of its outputs, and the DataModule's state, which a resume
+    # compares with the folder's classes (ImageFolderDataModule.load_state_dict)
+    assert torch.load(best, weights_only=True)["ImageFolderDataModule"] == {"class_names": ["ants", "bees"]}
 
     # `lit predict` in this process (conftest.lit_in_process): predictions are written as subprocesses elsewhere
     predict_dir = hymenoptera_dir / "val" / "bees"

@@ -49,6 +49,20 @@ def experiment_name(config: Namespace) -> str:
     return class_path.rsplit(".", 1)[-1].lower() or "lit"
 
 
+def check_folder_name(value: Any, key: str, root: Path) -> Any:
+    """``value`` (the experiment name or a run version) when it is one plain folder name. It becomes part of the run
+    folder's path: a ``/``, ``..`` or an absolute path would put the run (checkpoints, config.yaml) outside ``root``."""
+    text = str(value)
+    if text not in ("", ".", "..") and not any(character in text for character in "/\\\0"):
+        return value
+    suggestion = re.sub(r"[/\\\0]+", "_", text).strip("._") or "run"
+    raise ConfigValueError(
+        f"{key}={text!r} is not one folder name: the run folder is <trainer.default_root_dir>/<name>/<version>, and "
+        f"a '/', '\\' or '..' would put it outside {root}. Use a plain name such as {suggestion!r}, or set "
+        "trainer.default_root_dir to where the runs should go."
+    )
+
+
 def next_version(folder: Path) -> str:
     """``version_<N>`` with N one past the highest existing one under ``folder``."""
     numbers = [-1]
@@ -72,9 +86,9 @@ def choose_run_folder(config: Namespace, resumable: bool = False) -> Path:
     check_slurm_job_ids()
     root = Path(config.trainer.get("default_root_dir") or "runs")
     config.trainer.default_root_dir = str(root)
-    config.name = experiment_name(config)
+    config.name = check_folder_name(experiment_name(config), "name", root)
     explicit = [
-        logger.init_args.version
+        check_folder_name(logger.init_args.version, "trainer.logger.init_args.version", root)
         for logger in loggers_of(config)
         if logger.init_args.get("version") is not None and "{" not in str(logger.init_args.version)
     ]

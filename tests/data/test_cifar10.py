@@ -169,6 +169,51 @@ def test_no_network_is_detected_by_a_failed_connection(tmp_path, monkeypatch):
         CIFAR10DataModule(str(tmp_path))
 
 
+def test_a_connection_that_never_answers_is_given_up_at_the_timeout(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.delenv("LIT_MLCOURSE_OFFLINE", raising=False)
+    monkeypatch.setattr("lit_mlcourse.downloads.CONNECT_TIMEOUT", 0.2)
+    released = threading.Event()
+
+    def hang(*args, **kwargs):  # a name lookup without a DNS server: no timeout of its own
+        released.wait(60)
+        raise OSError("no answer")
+
+    monkeypatch.setattr("socket.create_connection", hang)
+    try:  # without the bound, this would wait for the minute (pytest-timeout stops it sooner)
+        with pytest.raises(OfflineError, match=r"cannot be downloaded from .* \(offline\)"):
+            CIFAR10DataModule(str(tmp_path))
+    finally:
+        released.set()
+
+
+def test_a_downloaded_archive_that_fails_its_md5_is_not_extracted(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    import torchvision.datasets.utils as torchvision_download
+
+    from lit_mlcourse.data import cifar10_files
+
+    def serve_tampered(url, path):  # what a compromised mirror could send: a member that climbs out
+        payload = b"written outside the data folder"
+        member = tarfile.TarInfo("../evil")
+        member.size = len(payload)
+        with tarfile.open(path, "w:gz") as archive:
+            archive.addfile(member, io.BytesIO(payload))
+
+    # Online, as far as the download is concerned; the md5 check is torchvision's own, unpatched.
+    monkeypatch.setattr(cifar10_files, "require_online", lambda *args: None)
+    monkeypatch.setattr(torchvision_download, "_is_remote_location_available", lambda: False)
+    monkeypatch.setattr(torchvision_download, "_get_redirect_url", lambda url, max_hops: url)
+    monkeypatch.setattr(torchvision_download, "_urlretrieve", serve_tampered)
+    data_dir = tmp_path / "data"
+    with pytest.raises(DataFormatError, match=r"cifar-10-python.tar.gz, downloaded from .* failed its integrity check"):
+        cifar10_files.ensure_present(data_dir, download=True, checksums=cifar10_files.STANDARD_MD5)
+    assert not (tmp_path / "evil").exists() and not (data_dir / "cifar-10-batches-py").exists()
+
+
 def test_download_false_names_the_missing_files(tmp_path):
     with pytest.raises(DataFileNotFoundError, match=r"not in .*cifar-10-batches-py"):
         CIFAR10DataModule(str(tmp_path), download=False)

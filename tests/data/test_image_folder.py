@@ -1,3 +1,4 @@
+import io
 import os
 import re
 import shutil
@@ -195,12 +196,12 @@ def test_skip_leaves_bad_files_out_and_lists_them_once(tmp_path, capsys, cache, 
     for index, kind in enumerate(sorted(BAD_KINDS)):
         write_bad(root / ("train" if index % 2 else "val") / "a" / f"bad_{kind}.jpg", kind)
     dm = fitted(root, on_bad_file="skip", cache=cache, num_workers=workers)
-    assert len(dm.datasets["train"]) == len(dm.datasets["val"]) == 6
+    assert len(dm.datasets["train"]) == len(dm.datasets["val"]) == 6  # the bad files alone are left out
     assert not any("bad_" in path.name for split in ("train", "val") for path in dm.datasets[split].paths)
     assert sum(len(labels) for _, labels in dm.train_dataloader()) == 6  # a full epoch, lengths consistent
     dm.setup("fit")  # Lightning calls setup again (e.g. on `trainer.fit` after a manual setup)
     out = capsys.readouterr().out
-    assert out.count("Skipped 4 bad image files") == 1
+    assert out.count(f"Skipped {len(BAD_KINDS)} bad image files") == 1
     for kind, reason in BAD_KINDS.items():
         assert f"bad_{kind}.jpg" in out and reason in out
 
@@ -374,3 +375,78 @@ def test_folds_partition_every_labelled_training_image(tmp_path):
     assert set.union(*vals) == set((tmp_path / "train").rglob("*.png")) | set((tmp_path / "val").rglob("*.png"))
     with pytest.raises(ConfigValueError, match=r"fold=3 is outside 0..2"):
         ImageFolderDataModule(str(tmp_path), num_folds=3, fold=3)
+
+
+def test_a_bad_file_read_in_a_worker_is_named_without_the_worker_traceback(tmp_path):
+    root = make_splits(tmp_path, {"a": 2, "b": 2})
+    bad = write_bad(root / "train" / "b" / "b_01.jpg", "truncated")
+    loader = fitted(root, cache=False, num_workers=2, augment="none", batch_size=2).train_dataloader()
+    try:
+        with pytest.raises(DataFormatError) as error:
+            list(loader)
+    finally:  # as Lightning does after an error: left to a later garbage collection, the joins take seconds
+        loader._iterator._shutdown_workers()
+    message = str(error.value)
+    assert message.startswith(f"{bad} (class 'b', train index 3) is not a usable image: image file is truncated")
+    assert "Traceback" not in message and "worker" not in message
+
+
+def test_skipped_files_leave_every_rank_the_same_samples_and_rank_zero_lists_them(tmp_path, capsys, monkeypatch):
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    root = make_splits(tmp_path, {"a": 3, "b": 3})
+    write_bad(root / "train" / "a" / "bad.jpg", "truncated")
+    first = fitted(root, on_bad_file="skip")
+    assert capsys.readouterr().out.count("Skipped 1 bad image file") == 1
+    monkeypatch.setattr(rank_zero_only, "rank", 1)  # the second process of a DDP run
+    second = fitted(root, on_bad_file="skip")
+    assert "Skipped" not in capsys.readouterr().out
+    for split in ("train", "val"):  # the same files left out: every rank's sampler splits the same length
+        assert second.datasets[split].paths == first.datasets[split].paths and len(second.datasets[split]) == 6
+
+
+def test_an_archive_in_the_folder_is_never_extracted(tmp_path, capsys):
+    import tarfile
+    import zipfile
+
+    from image_fixtures import noisy_jpeg_bytes
+
+    root = make_splits(tmp_path / "data", {"a": 2, "b": 2})
+    with zipfile.ZipFile(root / "train" / "a" / "more.zip", "w") as archive:
+        archive.writestr("../../../../evil.jpg", noisy_jpeg_bytes())
+    member = tarfile.TarInfo("../../../../evil_tar.jpg")
+    member.size = len(noisy_jpeg_bytes())
+    with tarfile.open(root / "train" / "b" / "more.tar", "w") as archive:
+        archive.addfile(member, io.BytesIO(noisy_jpeg_bytes()))
+    (root / "val" / "a" / "zipped.jpg").write_bytes((root / "train" / "a" / "more.zip").read_bytes())
+    dm = fitted(root, on_bad_file="skip")
+    assert len(dm.datasets["train"]) == 4 and len(dm.datasets["val"]) == 4
+    out = capsys.readouterr().out
+    assert "ignored 2 entries" in out and "more.zip (not a" in out and "more.tar (not a" in out
+    assert "zipped.jpg (class 'a', val index 2): not an image file Pillow can read" in out
+    assert not list(tmp_path.rglob("evil*"))
+
+
+def test_non_ascii_class_names_get_a_stable_sorted_index(tmp_path):
+    names = {"蜜蜂": 2, "fourmis": 1, "Ärger": 1, "abeja_ñ": 1}
+    make_splits(tmp_path / "one", names)
+    make_splits(tmp_path / "two", dict(reversed(names.items())))  # folders made in another order
+    dm = fitted(tmp_path / "one")
+    assert dm.class_names == module(tmp_path / "two").class_names == ["abeja_ñ", "fourmis", "Ärger", "蜜蜂"]
+    val = dm.datasets["val"]
+    labels = {path.parent.name: label for path, label in zip(val.paths, val.labels, strict=True)}
+    assert labels == {"abeja_ñ": 0, "fourmis": 1, "Ärger": 2, "蜜蜂": 3}
+    with pytest.raises(DataFormatError, match="added: 蜜蜂"):  # a checkpoint of the first three classes
+        module(tmp_path / "one").load_state_dict({"class_names": ["abeja_ñ", "fourmis", "Ärger"]})
+
+
+def test_a_checkpoint_of_another_class_set_is_refused_naming_both_class_lists(tmp_path):
+    from lit_mlcourse.checkpoint_identity import RECORD_KEY, check_identity, identity
+
+    make_splits(tmp_path / "old", {"ants": 1, "bees": 1})
+    make_splits(tmp_path / "new", {"ants": 1, "bees": 1, "wasps": 1})
+    model = torch.nn.Linear(2, 2)
+    checkpoint = {RECORD_KEY: identity(model, module(tmp_path / "old")), "state_dict": model.state_dict()}
+    with pytest.raises(ConfigValueError, match="other data") as error:
+        check_identity("best.ckpt", checkpoint, model, module(tmp_path / "new"), "fit")
+    assert "classes (ants, bees) and" in str(error.value) and "classes (ants, bees, wasps) and" in str(error.value)

@@ -5,7 +5,7 @@ import datetime as dt
 import numpy as np
 import pytest
 import torch
-from pm25_fixtures import NAMES, PM25, random_readings, write_test, write_train
+from pm25_fixtures import NAMES, PM25, random_readings, train_lines, write_test, write_train
 from sklearn.model_selection import KFold
 
 from lit_mlcourse.data import PM25DataModule
@@ -194,3 +194,32 @@ def test_a_measurement_missing_for_a_whole_window_takes_its_last_earlier_reading
     np.testing.assert_allclose(windows.inputs[10, :, 2], values[0, 2, 9])  # hours 10..18: all missing
     first = module(tmp_path, missing="drop").windows
     assert first.dropped_inputs == len({s for s in range(39) if s + 9 > 10 and s < 20})
+
+
+def test_the_default_encoding_reads_big5_and_logs_what_it_detected_and_dropped(tmp_path, caplog):
+    days = [dt.date(2014, 1, 1), dt.date(2014, 1, 2)]
+    values = random_readings(2)
+    values[0, PM25, [5, 20]] = np.nan  # an input of 9 windows (interpolated) and a target
+    write_train(tmp_path, days, values, encoding="big5")
+    assert len(module(tmp_path).windows.targets) == 48 - 9 - 1
+    assert (
+        "train.csv read as big5 (data.encoding: auto); 2 missing readings (policy: interpolate); 38 of 39 windows "
+        "kept (1 with a missing target, 0 with a missing input)"
+    ) in caplog.text
+
+
+def test_no_nan_or_inf_reaches_a_tensor(tmp_path):
+    days = [dt.date(2014, 1, 1), dt.date(2014, 1, 2)]
+    lines = train_lines(days, random_readings(2))
+    lines[1 + PM25] = lines[1 + PM25].replace(lines[1 + PM25].split(",")[5], "1e39", 1)  # Inf as float32
+    write_train(tmp_path, lines=lines)
+    write_test(tmp_path)
+    dm = module(tmp_path)
+    for stage in ("fit", "predict"):
+        dm.setup(stage)
+    assert all(torch.isfinite(tensor).all() for dataset in dm.datasets.values() for tensor in dataset.tensors)
+    poisoned = module(tmp_path)
+    train, _ = poisoned.split
+    poisoned.windows.inputs[train[3], 2, 1] = np.inf  # what setup's check is there for
+    with pytest.raises(DataFormatError, match=r"1 of \d+ train samples from train.csv hold NaN or Inf .*sample 3\)"):
+        poisoned.setup("fit")

@@ -29,12 +29,12 @@ def test_missing_readings_become_nan_and_are_counted(tmp_path):
     days = course_days(months=1, days_per_month=2)
     lines = train_lines(days, random_readings(len(days)))
     fields = lines[1 + PM25].split(",")
-    fields[3], fields[4], fields[5], fields[6] = "", "-1", "#", "x"
+    fields[3:9] = ["", "-1", "#", "x", "*", "1e39"]  # 1e39: Inf as float32
     lines[1 + PM25] = ",".join(fields)
     readings = read_train(write_train(tmp_path, lines=lines))
-    assert np.isnan(readings.values[0, PM25, :4]).all()
-    assert readings.missing == 4
-    assert not np.isnan(np.delete(readings.values[0, PM25], range(4))).any()
+    assert np.isnan(readings.values[0, PM25, :6]).all()
+    assert readings.missing == 6
+    assert not np.isnan(np.delete(readings.values[0, PM25], range(6))).any()
 
 
 def test_days_are_sorted_and_rows_may_come_in_any_order(tmp_path):
@@ -81,14 +81,16 @@ def test_big5_file_read_as_utf8_says_to_use_big5(tmp_path):
     path = write_train(tmp_path, course_days(1, 2), random_readings(2), style="big5", encoding="big5")
     with pytest.raises(DataFormatError, match=r"train.csv: cannot be read as utf-8 \(byte 0: .*encoding: big5"):
         read_train(path, encoding="utf-8")
-    assert read_train(path, encoding="auto").names == NAMES  # auto-detection reads it
+    readings = read_train(path, encoding="auto")  # the default: auto-detection reads it (and says so, see pm25.py)
+    assert readings.names == NAMES and readings.encoding == "big5"
 
 
-def test_ragged_row_names_file_and_line(tmp_path):
-    lines = train_lines(course_days(1, 2), random_readings(2))
-    lines[5] += ",3.5"  # line 6 of the file
-    path = write_train(tmp_path, lines=lines)
-    with pytest.raises(DataFormatError, match=rf"^{path}:6: expected 27 comma-separated fields .* found 28"):
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_ragged_row_names_file_and_line(tmp_path, newline):
+    lines = train_lines(course_days(1, 8), random_readings(8))
+    lines[136] += ",3.5"  # line 137 of the file
+    path = write_train(tmp_path, lines=lines, newline=newline)
+    with pytest.raises(DataFormatError, match=rf"^{path}:137: expected 27 comma-separated fields .* found 28"):
         read_train(path)
 
 

@@ -66,9 +66,21 @@ def ensure_present(data_dir: Path, download: bool, checksums: Mapping[str, str])
     if not download:
         raise DataFileNotFoundError(f"{where}: {instead} (or allow --data.download true).")
     require_online(URL, where, instead)
-    from torchvision.datasets.utils import download_and_extract_archive
+    from torchvision.datasets.utils import calculate_md5, download_and_extract_archive
 
-    download_and_extract_archive(URL, str(data_dir), md5=ARCHIVE_MD5)
+    try:
+        # torchvision extracts only after the archive matched ARCHIVE_MD5: whatever else a server sends, members
+        # such as ../x included, is never unpacked.
+        download_and_extract_archive(URL, str(data_dir), md5=ARCHIVE_MD5)
+    except RuntimeError:
+        archive = data_dir / URL.rsplit("/", 1)[1]
+        actual = calculate_md5(str(archive)) if archive.is_file() else None
+        if actual in (None, ARCHIVE_MD5):
+            raise  # not an archive of other content: torchvision's own error
+        raise DataFormatError(
+            f"{archive}, downloaded from {URL}, failed its integrity check (md5 {actual}, expected {ARCHIVE_MD5}) "
+            f"and was not extracted. Delete it and try again, or {instead}."
+        ) from None
     return folder
 
 

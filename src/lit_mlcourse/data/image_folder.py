@@ -26,6 +26,7 @@ from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError, DataFor
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+MAX_NAMED_CLASSES = 30  # in the description of the data fingerprint
 
 
 class ImageDataset(Dataset):
@@ -175,7 +176,13 @@ class ImageFolderDataModule(InMemoryDataModule):
             entries += [[path.relative_to(self.root).as_posix(), path.stat().st_size] for path in paths]
         return digest_value({"classes": self.class_names, "files": sorted(entries)})
 
-    data_fingerprint_of = "sha256 of the classes and the relative paths and sizes of the train/val images"
+    @property
+    def data_fingerprint_of(self) -> str:
+        # The classes by name: a checkpoint refused for other data then shows both class lists side by side.
+        shown = self.class_names[:MAX_NAMED_CLASSES]
+        more = len(self.class_names) - len(shown)
+        classes = ", ".join(shown) + (f", ... {more} more" if more else "")
+        return f"sha256 of the classes ({classes}) and the relative paths and sizes of the train/val images"
 
     def setup(self, stage: str) -> None:
         if stage == "test" and not self.has_test_set:

@@ -143,8 +143,9 @@ class PM25DataModule(InMemoryDataModule):
             self.hparams.missing,
         )
         rank_zero_info(
-            f"PM2.5 data: {readings.missing} missing readings in {self.hparams.train_file} "
-            f"(policy: {self.hparams.missing}); {len(windows.targets)} of {windows.candidates} windows kept "
+            f"PM2.5 data: {self.hparams.train_file} read as {readings.encoding} (data.encoding: "
+            f"{self.hparams.encoding}); {readings.missing} missing readings (policy: {self.hparams.missing}); "
+            f"{len(windows.targets)} of {windows.candidates} windows kept "
             f"({windows.dropped_target} with a missing target, {windows.dropped_inputs} with a missing input)."
         )
         if len(windows.targets) == 0:
@@ -178,9 +179,9 @@ class PM25DataModule(InMemoryDataModule):
             self._setup_predict()
             return
         inputs, targets = torch.from_numpy(self.windows.inputs), torch.from_numpy(self.windows.targets)
-        train, val = (torch.from_numpy(index) for index in self.split)
-        self.datasets["train"] = TensorDataset(inputs[train], targets[train])
-        self.datasets["val"] = TensorDataset(inputs[val], targets[val])
+        for split, index in zip(("train", "val"), self.split, strict=True):
+            index = torch.from_numpy(index)
+            self.datasets[split] = TensorDataset(*self._finite(split, inputs[index], targets[index]))
 
     def _setup_predict(self) -> None:
         test = read_test(self._path(self.hparams.test_file), self.hparams.encoding)
@@ -204,7 +205,22 @@ class PM25DataModule(InMemoryDataModule):
         )
         self.predict_ids = test.keys
         inputs = torch.from_numpy(filled.transpose(0, 2, 1).astype(np.float32))  # (ids, window, features)
-        self.datasets["predict"] = TensorDataset(inputs)
+        self.datasets["predict"] = TensorDataset(*self._finite("predict", inputs))
+
+    def _finite(self, split: str, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``tensors`` (inputs, then targets: one row per sample), refused if any holds NaN or Inf. The readers and
+        the missing-reading policy leave none; one that got through would make every loss it touches NaN."""
+        bad = torch.zeros(len(tensors[0]), dtype=torch.bool)
+        for tensor in tensors:
+            bad |= ~torch.isfinite(tensor.reshape(len(tensor), -1)).all(dim=1)
+        if bad.any():
+            file = self.hparams.test_file if split == "predict" else self.hparams.train_file
+            raise DataFormatError(
+                f"PM2.5 data: {int(bad.sum())} of {len(bad)} {split} samples from {file} hold NaN or Inf after the "
+                f"missing-reading policy (missing: {self.hparams.missing}; first: sample {int(bad.nonzero()[0])}). "
+                "None should get this far: please report it with the file; `data.missing: drop` may avoid it."
+            )
+        return tensors
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")

@@ -5,8 +5,8 @@
 readings. ``test.csv``: no header, blocks of rows ``id_N,<measurement>,<9 hourly readings>``.
 
 Readings: ``NR`` in RAINFALL means no rain (0.0); ``NR`` anywhere else is an error. Empty cells, the
-station's invalid-reading markers (``#``, ``*``, ``x``) and negative numbers are missing readings
-(NaN); what happens to them is the DataModule's policy.
+station's invalid-reading markers (``#``, ``*``, ``x``), negative numbers and numbers beyond float32 (they would
+be Inf in a tensor) are missing readings (NaN); what happens to them is the DataModule's policy.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from lit_mlcourse.errors import DataFileNotFoundError, DataFormatError
 RAINFALL = "RAINFALL"
 HOURS = [str(hour) for hour in range(24)]
 MISSING_MARKERS = frozenset({"", "#", "*", "x", "X"})
+# Readings become float32 tensors: a larger number would become Inf there, so it counts as missing like "inf".
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -35,11 +37,12 @@ class Readings:
     names: list[str]
     keys: list[str]  # the day ('2014-01-01') or the id ('id_0') of each block
     values: np.ndarray  # (blocks, measurements, hours) float64
-    missing: int  # readings that were empty, a marker or negative
+    missing: int  # readings that were empty, a marker, negative or beyond float32
+    encoding: str  # the codec that read the file: utf-8 (with or without BOM), big5, or the one named
 
 
-def decode(path: Path, encoding: str) -> str:
-    """The text of ``path``; ``auto`` tries UTF-8 (with or without BOM), then Big5."""
+def decode(path: Path, encoding: str) -> tuple[str, str]:
+    """The text of ``path`` and the codec that read it; ``auto`` tries UTF-8 (with or without BOM), then Big5."""
     if not path.is_file():
         raise DataFileNotFoundError(f"{path} does not exist.")
     raw = path.read_bytes()
@@ -48,7 +51,7 @@ def decode(path: Path, encoding: str) -> str:
     candidates = ["utf-8-sig", "big5"] if encoding == "auto" else ["utf-8-sig" if utf8 else encoding]
     for candidate in candidates:
         try:
-            return raw.decode(candidate)
+            return raw.decode(candidate), "utf-8" if candidate == "utf-8-sig" else candidate
         except UnicodeDecodeError as error:
             failure = error
     if encoding == "auto":
@@ -82,7 +85,7 @@ def parse_reading(cell: str, name: str, where: str) -> float:
             f"{where}: {cell!r} is not a number (measurement {name}). Expected a reading, 'NR' for "
             f"{RAINFALL}, or an empty cell for a missing reading."
         ) from None
-    return value if value >= 0 and math.isfinite(value) else math.nan
+    return value if 0 <= value <= FLOAT32_MAX else math.nan  # NaN compares false: stays NaN
 
 
 def parse_row(cells: list[str], name: str, where: str) -> list[float]:
@@ -148,7 +151,8 @@ def _stack(path: Path, blocks: dict[str, dict[str, list[float]]]) -> tuple[list[
 
 def read_train(path: Path, encoding: str = "auto") -> Readings:
     """Read train.csv into one block of 24 hours per day, days in date order."""
-    rows = csv.reader(io.StringIO(decode(path, encoding), newline=""))
+    text, codec = decode(path, encoding)
+    rows = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(rows)
     except StopIteration:
@@ -180,12 +184,13 @@ def read_train(path: Path, encoding: str = "auto") -> Readings:
         raise DataFormatError(f"{path}: no data rows after the header.")
     blocks = {day.isoformat(): days[day] for day in sorted(days)}
     names, values = _stack(path, blocks)
-    return Readings(names, list(blocks), values, missing)
+    return Readings(names, list(blocks), values, missing, codec)
 
 
 def read_test(path: Path, encoding: str = "auto") -> Readings:
     """Read test.csv (no header) into one block per id, ids in file order."""
-    rows = csv.reader(io.StringIO(decode(path, encoding), newline=""))
+    text, codec = decode(path, encoding)
+    rows = csv.reader(io.StringIO(text, newline=""))
     blocks: dict[str, dict[str, list[float]]] = {}
     width = None
     missing = 0
@@ -211,4 +216,4 @@ def read_test(path: Path, encoding: str = "auto") -> Readings:
     if not blocks:
         raise DataFormatError(f"{path}: the file has no rows.")
     names, values = _stack(path, blocks)
-    return Readings(names, list(blocks), values, missing)
+    return Readings(names, list(blocks), values, missing, codec)
