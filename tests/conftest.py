@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from lit_zygote import Zygote
 
 # Tests never download: code that would fetch data or weights fails as it does offline.
 os.environ["LIT_MLCOURSE_OFFLINE"] = "1"
@@ -70,27 +71,63 @@ def cifar_layer(tmp_path_factory) -> Path:
     return path
 
 
-def lit_env() -> dict[str, str]:
-    env = dict(os.environ)
+def lit_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the `lit` processes: ``base`` (by default this process's) with the variables below."""
+    env = dict(os.environ if base is None else base)
     env.setdefault("OMP_NUM_THREADS", "1")  # tiny models: one thread is fastest and reproducible
     env["WANDB_MODE"] = "offline"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-def run_lit(*args: str, cwd: Path | None = None, check: bool = True, timeout: int = 240) -> subprocess.CompletedProcess:
-    """Run the installed ``lit`` executable as a user would; output captured as text."""
+# `lit` processes forked from one interpreter that has imported `lit` (tests/lit_zygote.py), started on first use and
+# ended with the session: each run saves the ~6-7 s of CPU a fresh interpreter spends importing torch and Lightning.
+# LIT_MLCOURSE_TEST_ZYGOTE=0 runs every command as a fresh interpreter instead.
+ZYGOTE = Zygote(lambda: lit_env(_BEFORE_IN_PROCESS))
+# os.environ before the ``lit_in_process`` running now, if one is: what the zygote starts with, rather than the
+# variables that run sets meanwhile (it removes them after: Lightning's PL_GLOBAL_SEED, scikit-learn's KMP_*).
+_BEFORE_IN_PROCESS: dict[str, str] | None = None
+
+
+def pytest_unconfigure(config) -> None:
+    ZYGOTE.close()
+
+
+def run_command(
+    command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 240,
+    fresh_interpreter: bool = False,
+) -> subprocess.CompletedProcess:  # fmt: skip
+    """``subprocess.run(command, cwd=cwd, env=env or lit_env(), capture_output=True, text=True, timeout=timeout)``:
+    the same result (arguments, exit status, stdout and stderr as text; subprocess.TimeoutExpired at ``timeout``, the
+    process group killed). ``command`` is ``lit``, ``python script.py`` or ``python -m module`` of this interpreter:
+    it runs in a process forked from the zygote, which is that program as a fresh interpreter would run it for what
+    the tests assert (tests/lit_zygote.py says how, and what differs). ``fresh_interpreter=True``, for tests about the
+    process itself (start-up, imports, the console script, what a real interpreter prints), runs a fresh one."""
+    env = lit_env() if env is None else env
+    if fresh_interpreter or os.environ.get("LIT_MLCOURSE_TEST_ZYGOTE", "1") == "0":
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return ZYGOTE.run(command, cwd=cwd, env=env, timeout=timeout)
+
+
+def run_lit(
+    *args: str, cwd: Path | None = None, check: bool = True, timeout: int = 240, fresh_interpreter: bool = False
+) -> subprocess.CompletedProcess:
+    """Run the installed ``lit`` executable as a user would (forked from the zygote, see ``run_command``; a fresh
+    interpreter with ``fresh_interpreter=True``); output captured as text."""
     lit = Path(sys.executable).parent / "lit"
-    result = subprocess.run([str(lit), *args], cwd=cwd, env=lit_env(), capture_output=True, text=True, timeout=timeout)
+    result = run_command([str(lit), *args], cwd=cwd, timeout=timeout, fresh_interpreter=fresh_interpreter)
     if check and result.returncode != 0:
         raise AssertionError(f"lit {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
 
 
-def run_lit_in(root: Path, *args: str, timeout: int = 240) -> tuple[Path, subprocess.CompletedProcess]:
+def run_lit_in(
+    root: Path, *args: str, timeout: int = 240, fresh_interpreter: bool = False
+) -> tuple[Path, subprocess.CompletedProcess]:
     """``run_lit(*args)`` with ``root`` as its working folder and trainer.default_root_dir: ``root``, and the
     finished process (what a test needs of a run started in the ``background``)."""
-    return root, run_lit(*args, "--trainer.default_root_dir", str(root), cwd=root, timeout=timeout)
+    where = ("--trainer.default_root_dir", str(root))
+    return root, run_lit(*args, *where, cwd=root, timeout=timeout, fresh_interpreter=fresh_interpreter)
 
 
 def lit_in_process(*args: str) -> None:
@@ -103,8 +140,10 @@ def lit_in_process(*args: str) -> None:
 
     from lit_mlcourse.cli import main
 
+    global _BEFORE_IN_PROCESS
     threads, environment = torch.get_num_threads(), dict(os.environ)
     torch.set_num_threads(1)
+    _BEFORE_IN_PROCESS = environment
     try:
         main(list(args))
     finally:
@@ -112,6 +151,7 @@ def lit_in_process(*args: str) -> None:
         for key in set(os.environ) - set(environment):  # key by key: `background` threads copy it meanwhile
             del os.environ[key]
         os.environ.update({key: value for key, value in environment.items() if os.environ.get(key) != value})
+        _BEFORE_IN_PROCESS = None
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +248,13 @@ def inception_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("inception") / "pt_inception-2015-12-05-6726825d.pth"
     torch.save(network.state_dict(), path)
     return path
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The runs of ``run_command`` that the zygote left to a fresh interpreter, and why (slower, not wrong)."""
+    reasons: dict[str, list[list[str]]] = {}
+    for command, reason in ZYGOTE.fresh:
+        reasons.setdefault(reason, []).append(command)
+    for reason, commands in reasons.items():
+        example = " ".join(commands[0][:3])
+        terminalreporter.write_line(f"lit zygote: {len(commands)} fresh interpreter(s) (e.g. {example}): {reason}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, lit_env
+from conftest import CONFIGS, ROOT, lit_env, run_command
 
 from lit_mlcourse.checkpoints import checkpoint_problem
 from lit_mlcourse.cli import main
@@ -19,9 +19,12 @@ def quickstart(root: Path, *args: str) -> list[str]:
             *args]  # fmt: skip
 
 
-def with_fault(fault: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def with_fault(
+    fault: str, *args: str, env: dict | None = None, fresh_interpreter: bool = False
+) -> subprocess.CompletedProcess:
+    """``python tests/fault_runner.py --fault fault *args``, forked from the lit zygote (conftest.run_command)."""
     command = [sys.executable, str(ROOT / "tests" / "fault_runner.py"), "--fault", fault, *args]
-    return subprocess.run(command, env=env or lit_env(), capture_output=True, text=True, timeout=180)
+    return run_command(command, env=env or lit_env(), timeout=180, fresh_interpreter=fresh_interpreter)
 
 
 def loads(path: Path) -> int:
@@ -59,7 +62,9 @@ def test_a_temporary_folder_on_another_filesystem_is_never_copied_across(tmp_pat
     temporary = shm / f"lit-test-{tmp_path.name}"
     temporary.mkdir(exist_ok=True)
     env = {**lit_env(), "TMPDIR": str(temporary)}
-    run = with_fault("kill-in-copyfileobj", "--", *quickstart(tmp_path, "--trainer.max_epochs", "2"), env=env)
+    # A fresh interpreter: tempfile caches its folder when first asked, which the zygote's imports did under its TMPDIR.
+    run = with_fault("kill-in-copyfileobj", "--", *quickstart(tmp_path, "--trainer.max_epochs", "2"), env=env,
+                     fresh_interpreter=True)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert loads(tmp_path / "quickstart" / "version_0" / "checkpoints" / "last.ckpt") == 6
     temporary.rmdir()

@@ -1,7 +1,8 @@
-"""The `lit` command run as a user runs it (a subprocess), on the shipped configs, shortened. Where a test is about
-what a run writes rather than about the process, and the subcommand runs as a subprocess elsewhere, the run goes
-through `lit`'s entry point in this process (conftest.lit_in_process): the same code without a ~7 s interpreter
-start."""
+"""The `lit` command run as a user runs it (a subprocess), on the shipped configs, shortened. The subprocesses are
+forked from the lit zygote (conftest.run_command), except the quick start and the entry points' ``--help``: fresh
+interpreters, start-up included. Where a test is about what a run writes rather than about the process, and the
+subcommand runs as a subprocess elsewhere, the run goes through `lit`'s entry point in this process
+(conftest.lit_in_process): the same code without a ~7 s interpreter start."""
 
 import json
 import subprocess
@@ -33,8 +34,10 @@ def runs(request, background, tmp_path_factory) -> dict[str, Future]:
     wanted, started = selected(request), {}
     if wanted("quickstart", "learning_rate", "rerunning", "validate_and_test", "predict_without"):
         out = tmp_path_factory.mktemp("quickstart")
+        # A fresh interpreter: the quick start is `lit` as a user runs it, start-up included (conftest.run_command)
         started["quickstart"] = background.submit(run_lit_in, out, "fit", *QUICKSTART, "--trainer.max_epochs", "3",
-                                                  "--trainer.log_every_n_steps", "1")  # fmt: skip
+                                                  "--trainer.log_every_n_steps", "1",
+                                                  fresh_interpreter=True)  # fmt: skip
     for index, command in enumerate(ENTRY_POINTS):
         if wanted(f"[command{index}]"):
             started[" ".join(command)] = background.submit(help_of, command)

@@ -1,7 +1,7 @@
 """A run killed with SIGKILL and resumed with ``--ckpt_path last`` ends bit-identical to the run that was never
 interrupted (RELIABILITY.md rows 1-3, 23): weights, optimizer and schedule state, the learning-rate trace and the
-validation metrics, with shuffling, dropout, augmentation and 0 or 2 loader workers. Every run is a subprocess with
-one thread (bit-exactness depends on the thread count)."""
+validation metrics, with shuffling, dropout, augmentation and 0 or 2 loader workers. Every run is a process of its own
+(forked from the lit zygote: conftest.run_command) with one thread (bit-exactness depends on the thread count)."""
 
 import csv
 import subprocess
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, lit_env
+from conftest import CONFIGS, ROOT, run_command
 
 # quick start (dropout 0.1, shuffled): 5 batches a round, 3 epochs, last.ckpt every 3 steps, a warmup of 8 steps
 QUICKSTART = ["--config", str(CONFIGS / "quickstart.yaml"), "--trainer.limit_train_batches", "5",
@@ -33,7 +33,7 @@ def lit_run(
     else:
         command = [sys.executable, str(ROOT / "tests" / "fault_runner.py"), "--fault", f"{signal}-at-step", "--at",
                    str(kill_at), "--", "fit", *args, "--trainer.default_root_dir", str(root), *extra]  # fmt: skip
-    result = subprocess.run(command, env=lit_env(), capture_output=True, text=True, timeout=240)
+    result = run_command(command, timeout=240)  # forked from the lit zygote (conftest.run_command), env lit_env()
     expected = 0 if kill_at is None else -9 if signal == "kill" else 143
     assert result.returncode == expected, f"{command} exited {result.returncode}:\n{result.stderr[-3000:]}"
     return result
