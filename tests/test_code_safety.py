@@ -159,3 +159,12 @@ def test_a_judge_checkpoint_naming_a_model_class_from_elsewhere_is_refused(tmp_p
     err = lit_error(capsys, *args)
     assert f"model.judge: {path} names the model class 'evil_module.Noop' in its hyper_parameters" in err
     assert not sentinel.exists()
+
+
+def test_a_backbone_checkpoint_holding_code_is_refused_unread(tmp_path, capsys, sentinel, real_checkpoint):
+    path = tmp_path / "backbone.ckpt"
+    torch.save({**real_checkpoint, "extra": PickledCommand(f"touch {sentinel}")}, path)
+    err = lit_error(capsys, "fit", "--config", str(CONFIGS / "digits_finetune.yaml"), "--model.backbone_ckpt",
+                    str(path), "--trainer.default_root_dir", str(tmp_path / "runs"))  # fmt: skip
+    assert f"model.backbone_ckpt: {path} holds pickled code (posix.system)" in err
+    assert not sentinel.exists()

@@ -20,6 +20,14 @@ def read_checkpoint(path: str | Path, option: str = "ckpt_path") -> dict[str, An
     """The checkpoint in the local file ``path``, loaded with ``torch.load(weights_only=True)``; a URL, a missing
     file, a file holding pickled code or one whose hyperparameters name code to run is refused with a message naming
     ``option``, the file and the reason. Nothing in a refused file is run or imported."""
+    checkpoint = read_checkpoint_data(path, option)
+    check_named_code(path, checkpoint.get("hyper_parameters") or {}, option)
+    return checkpoint
+
+
+def read_checkpoint_data(path: str | Path, option: str) -> dict[str, Any]:
+    """:func:`read_checkpoint` for a file whose tensors are read but whose hyperparameters never build anything (a
+    fine-tune's backbone): everything but the check of the code they name."""
     import torch
 
     text = str(path)
@@ -44,7 +52,6 @@ def read_checkpoint(path: str | Path, option: str = "ckpt_path") -> dict[str, An
         ) from None
     if not isinstance(checkpoint, dict):
         raise ConfigValueError(f"{option}: {path} is not a checkpoint (it holds a {type(checkpoint).__name__}).")
-    check_named_code(path, checkpoint.get("hyper_parameters") or {}, option)
     return checkpoint
 
 

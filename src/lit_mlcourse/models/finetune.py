@@ -9,6 +9,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from lit_mlcourse.checkpoint_safety import read_checkpoint_data
 from lit_mlcourse.errors import ConfigValueError, DataFileNotFoundError
 from lit_mlcourse.models.classification import ImageClassifier, NetFactory
 from lit_mlcourse.models.simclr import CHECKPOINT_TAG
@@ -89,10 +90,8 @@ def load_backbone(path: str | Path, features: nn.Module) -> None:
     path = Path(path)
     if not path.is_file():
         raise DataFileNotFoundError(f"model.backbone_ckpt: {path} does not exist: give the best.ckpt of a SimCLR run.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # not a checkpoint, truncated, or holding code (weights_only refuses it)
-        raise ConfigValueError(f"model.backbone_ckpt: {path} cannot be read as a checkpoint ({error}).") from None
+    # As --ckpt_path: a local file of tensors and plain data only (weights_only); its hyperparameters build nothing.
+    checkpoint = read_checkpoint_data(path, "model.backbone_ckpt")
     hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
     trained = hparams.get("_class_path", "an unknown model")
     if not isinstance(checkpoint, dict) or checkpoint.get("lit_mlcourse_task") != CHECKPOINT_TAG:
