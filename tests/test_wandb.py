@@ -115,3 +115,22 @@ def test_a_resumed_fit_under_ddp_continues_the_wandb_run_and_only_rank_zero_logs
     # A fresh fit (no checkpoint) starts a new wandb run.
     main(["fit", *quickstart, "--trainer.max_epochs", "1"])
     assert (tmp_path / "quickstart" / "version_2" / "wandb_run_id").read_text().strip() != run_id
+
+
+def test_online_without_a_reachable_server_logs_offline_with_a_warning_instead_of_failing(tmp_path, monkeypatch):
+    # wandb itself would retry for 90 s, then fail the run with a traceback (CommError) from inside Lightning.
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on: connection refused at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    with pytest.warns(UserWarning, match=rf"wandb: its server http://127.0.0.1:{port} cannot be reached "
+                                         r"\(ConnectionRefusedError.*this run logs offline instead"):  # fmt: skip
+        main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--config", str(CONFIGS / "logger" / "wandb.yaml"),
+              "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+              "--test_after_fit", "false", "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
+    (run_dir,) = tmp_path.glob("quickstart/version_*")
+    assert len(list(run_dir.glob("wandb/offline-run-*"))) == 1

@@ -23,7 +23,7 @@ from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lit_mlcourse.checkpoints import HPC_CHECKPOINT, newest_runs, resume_point
 from lit_mlcourse.errors import ConfigValueError
@@ -234,6 +234,13 @@ def configure_wandb(args: Namespace, run_dir: Path, resumed_checkpoint: str | No
     continues in its own folder (a requeued SLURM job) its own; any other run starts a new one."""
     if args.get("offline") is False and not wandb_online_requested():
         args.offline = True
+    if args.get("offline") is False and (problem := wandb_server_problem()) is not None:
+        # wandb would retry for its init_timeout (90 s) and then fail the run with a traceback from inside Lightning.
+        rank_zero_warn(
+            f"wandb: {problem}: this run logs offline instead (its wandb/offline-run-* folder in the run folder); "
+            "upload it later with `wandb sync <that folder>`."
+        )
+        args.offline = True
     if args.get("id") is None and args.get("version") is None:
         args.id = stored_wandb_run(run_dir, resumed_checkpoint) or new_wandb_run_id()
 
@@ -254,6 +261,22 @@ def stored_wandb_run(run_dir: Path, resumed_checkpoint: str | None) -> str | Non
 def new_wandb_run_id() -> str:
     """A fresh id in wandb's own format: 8 random characters of [a-z0-9] (wandb keeps its generator private)."""
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+def wandb_server_problem(timeout: float = 5.0) -> str | None:
+    """Why wandb's server (``WANDB_BASE_URL``, else api.wandb.ai) cannot be reached in ``timeout`` seconds, or
+    ``None`` when a TCP connection to it opens."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return None
+    except OSError as error:
+        return f"its server {url} cannot be reached ({type(error).__name__}: {error})"
 
 
 def wandb_online_requested() -> bool:
