@@ -51,8 +51,11 @@ def offline_run(run_dir: Path) -> tuple[Path, dict, list[dict]]:
     config, history = {}, []
     for record in wandb_records(next(runs[0].glob("run-*.wandb"))):
         kind = record.WhichOneof("record_type")
-        if kind == "config":
-            config.update({key_of(item): json.loads(item.value_json) for item in record.config.update})
+        # The config comes as config records, or inside the run record when it was set before the run started
+        # (which of the two depends on timing: wandb's writer thread).
+        if kind in ("config", "run"):
+            updates = record.config.update if kind == "config" else record.run.config.update
+            config.update({key_of(item): json.loads(item.value_json) for item in updates})
         elif kind == "history":
             history.append({key_of(item): json.loads(item.value_json) for item in record.history.item})
     return runs[0], config, history
