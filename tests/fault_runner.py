@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 
 import torch
 
@@ -130,10 +131,18 @@ def main() -> None:
     parser.add_argument("--at", type=int, default=1)
     parser.add_argument("--rank", type=int, default=None, help="the process the fault strikes (DDP)")
     parser.add_argument("--after-bytes", type=int, default=4096)
+    parser.add_argument("--first-attempt-only", action="store_true",
+                        help="under torchrun, strike before the first restart only")  # fmt: skip
+    parser.add_argument("--restart-delay", type=float, default=0.0,
+                        help="under torchrun, seconds the --rank process waits after a restart")  # fmt: skip
     options, lit_args = parser.parse_known_args()
     lit_args = lit_args[1:] if lit_args[:1] == ["--"] else lit_args
     torch.set_num_threads(1)
-    inject(options)
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    if restarted and options.rank is not None and int(os.environ.get("RANK", "0")) == options.rank:
+        time.sleep(options.restart_delay)  # the other processes reach the rendezvous first
+    if not (options.first_attempt_only and restarted):
+        inject(options)
     from lit_mlcourse.cli import main as lit_main
 
     if options.rank is None:  # else DDP starts its other processes from this script's own command line

@@ -47,6 +47,7 @@ from lit_mlcourse.checkpoints import AtomicCheckpointIO
 from lit_mlcourse.config_checks import check_values, choose_checkpoint_monitor, explain_parse_error, import_class
 from lit_mlcourse.config_saving import SaveRunConfig
 from lit_mlcourse.cross_validation import run_cross_validation
+from lit_mlcourse.elastic import isolate_restarted_attempt, record_error
 from lit_mlcourse.errors import ConfigValueError, UserInputError
 from lit_mlcourse.import_policy import enforce_import_policy, explain_denied_import
 from lit_mlcourse.models.base import TaskModule
@@ -429,13 +430,14 @@ def main(args: ArgsType = None) -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     failed = True
     try:
+        isolate_restarted_attempt()
         LitCLI(args=args)
         failed = False
     except SIGTERMException:  # Lightning stopped after the running batch (ExactResume saved last.ckpt)
         sys.stderr.write("lit: stopped by SIGTERM; continue with --ckpt_path last\n")
         sys.exit(128 + signal.SIGTERM)
     except Exception as error:
-        _record_for_torchrun(error)
+        record_error(error)
         cause = _user_input_error(error)
         if cause is None or os.environ.get("LIT_MLCOURSE_DEBUG"):
             raise
@@ -462,15 +464,6 @@ def _end_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def _record_for_torchrun(error: Exception) -> None:
-    """Under torchrun, the error and its traceback go to the worker's error file (what torch's ``@record`` does):
-    torchrun then reports this process's own traceback as the root cause, not only "exit code 1"."""
-    if os.environ.get("TORCHELASTIC_ERROR_FILE"):
-        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
-
-        ErrorHandler().record_exception(error)
 
 
 def _user_input_error(error: BaseException | None) -> UserInputError | None:
