@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import (
     RichProgressBar,
 )
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
@@ -35,6 +36,7 @@ from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.resume import ExactResume
 from lit_mlcourse.callbacks.run_record import RunRecord
+from lit_mlcourse.callbacks.slurm_requeue import SlurmRequeue
 from lit_mlcourse.checkpoint_identity import (
     check_identity,
     check_optimizer_groups,
@@ -293,8 +295,9 @@ class LitCLI(LightningCLI):
             # Rich in a terminal; one plain line per epoch in log files (CI, SLURM), where a
             # redrawing bar only leaves carriage-return noise.
             extra.append(RichProgressBar() if sys.stdout.isatty() else LineProgressBar())
-        # exact resumes; no NaN reaches the weights; each checkpoint records what it was trained on, and how
-        for default in (ExactResume(), StopOnNonFiniteLoss(), RunRecord()):
+        # exact resumes; no NaN reaches the weights; each checkpoint records what it was trained on, and how; SLURM's
+        # requeue signal acted on by every process at the same step
+        for default in (ExactResume(), StopOnNonFiniteLoss(), RunRecord(), SlurmRequeue()):
             if not any(isinstance(callback, type(default)) for callback in given):
                 extra.append(default)
         if config.get("logger") not in (None, False, []):
@@ -352,7 +355,10 @@ class LitCLI(LightningCLI):
 
     def after_fit(self) -> None:
         metrics = dict(self.trainer.callback_metrics)
-        if self.run_config.test_after_fit and not self.trainer.interrupted and _has_test_set(self.datamodule):
+        requeued = any(getattr(callback, "requeued", False) for callback in self.trainer.callbacks)
+        if requeued:  # SLURM ends the job within its warning time: the requeued job tests when it finishes
+            rank_zero_info("lit: not testing: the job was stopped for SLURM's requeue")
+        elif self.run_config.test_after_fit and not self.trainer.interrupted and _has_test_set(self.datamodule):
             best = self.trainer.checkpoint_callback.best_model_path if self.trainer.checkpoint_callback else ""
             tested = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None, verbose=False)
             for results in tested:
