@@ -3,6 +3,7 @@
 from lit_mlcourse.callbacks.class_predictions import ClassPredictionWriter
 from lit_mlcourse.callbacks.confusion import ConfusionMatrixPlot
 from lit_mlcourse.callbacks.finite_loss import StopOnNonFiniteLoss
+from lit_mlcourse.callbacks.hessian import HessianEigenvalues
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
 from lit_mlcourse.callbacks.prediction_plot import PredictionVsTruthPlot
 from lit_mlcourse.callbacks.progress import LineProgressBar
@@ -17,6 +18,7 @@ __all__ = [
     "ConfusionMatrixPlot",
     "ExactResume",
     "GeneratedImageWriter",
+    "HessianEigenvalues",
     "LearningRatePlot",
     "LineProgressBar",
     "PredictionVsTruthPlot",

@@ -27,6 +27,8 @@ class TaskModule(L.LightningModule):
 
     monitor: ClassVar[str]
     monitor_mode: ClassVar[str]
+    # Why callbacks.HessianEigenvalues cannot judge this task, when it cannot.
+    hessian_not_applicable: ClassVar[str | None] = None
 
     def __init__(self, optimizer: OptimizerCallable, lr_scheduler: LRSchedulerCallable | None) -> None:
         super().__init__()
@@ -60,6 +62,11 @@ class TaskModule(L.LightningModule):
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         """Loss of ``batch``; updates the stage's metrics and logs ``{stage}/loss``."""
         raise NotImplementedError
+
+    def training_loss(self, batch: Any) -> torch.Tensor:
+        """The training objective of ``batch`` and nothing else: no metric updated, nothing logged. The Hessian
+        callback differentiates it twice, as a function of the weights."""
+        raise NotImplementedError(f"{type(self).__name__} does not define training_loss")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

@@ -109,10 +109,17 @@ class ImageClassifier(TaskModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes) logits
         return self.net(x.contiguous(memory_format=self.memory_format))
 
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, stage: str) -> torch.Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
+
+    def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return self._loss(self(x), y, "train")
+
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
+        loss = self._loss(logits, y, stage)
         getattr(self, f"{stage}_metrics").update(logits.detach(), y)  # logged once per epoch
         if stage != "train":
             getattr(self, f"{stage}_confusion").update(logits, y)

@@ -82,6 +82,12 @@ class GAN(TaskModule):
 
     monitor = "val/fid"
     monitor_mode = "min"
+    hessian_not_applicable = (
+        "a GAN is a two-player game, not the minimisation of one loss. Its generator and discriminator descend "
+        "different losses, each moving the other's; training settles (or cycles) where neither can improve alone, "
+        "which the eigenvalues of either loss's Hessian, the other player frozen, do not tell: that takes the game's "
+        "Jacobian, whose eigenvalues are complex. Watch val/fid and the sample grids instead."
+    )
 
     def __init__(
         self,

@@ -100,10 +100,17 @@ class Regressor(TaskModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, window, features) -> (B,) in target units
         return self.standardized(x) * self.target_std + self.target_mean
 
+    def _loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(z, (y - self.target_mean) / self.target_std)  # on the standardized scale
+
+    def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return self._loss(self.standardized(x), y)
+
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         z = self.standardized(x)
-        loss = self.loss_fn(z, (y - self.target_mean) / self.target_std)
+        loss = self._loss(z, y)
         metrics = getattr(self, f"{stage}_metrics")
         # update() rather than forward(): no per-batch value is needed, only the epoch value
         predicted = z.detach() * self.target_std + self.target_mean

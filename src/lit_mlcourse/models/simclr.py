@@ -118,20 +118,30 @@ class SimCLR(TaskModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, out_features) features
         return self.backbone(x.contiguous(memory_format=self.memory_format))
 
-    def training_step(self, batch: tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor], batch_idx: int):
+    def _objective(self, batch: tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor], gather: Any = None):
+        """The contrastive loss and the probe's (on detached features: the probe only watches), and its logits."""
         (view1, view2), labels = batch
         n = len(labels)
         features = self(torch.cat([view1, view2]))  # one pass for both views
         projections = self.projection(features)
+        loss = nt_xent(projections[:n], projections[n:], self.hparams.temperature, gather, self.global_rank)
+        probe_logits = self.probe(features[:n].detach())
+        return loss, F.cross_entropy(probe_logits, labels), probe_logits
+
+    def training_loss(self, batch: tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        loss, probe_loss, _ = self._objective(batch)  # this batch's negatives only, in every process
+        return loss + probe_loss
+
+    def training_step(self, batch: tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor], batch_idx: int):
+        labels = batch[1]
+        n = len(labels)
         gather = None
         if self.trainer.world_size > 1:  # negatives from the whole global batch, with their gradients
 
             def gather(t: torch.Tensor) -> torch.Tensor:
                 return self.all_gather(t, sync_grads=True).flatten(0, 1)
 
-        loss = nt_xent(projections[:n], projections[n:], self.hparams.temperature, gather, self.global_rank)
-        probe_logits = self.probe(features[:n].detach())
-        probe_loss = F.cross_entropy(probe_logits, labels)
+        loss, probe_loss, probe_logits = self._objective(batch, gather)
         self.train_metrics["probe_acc"].update(probe_logits.detach(), labels)
         # sync_dist: under DDP the mean over every process's samples, not rank 0's share (one all-reduce per epoch).
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
