@@ -93,7 +93,7 @@ def kill_at_step(step: int, signum: int | None = signal.SIGKILL, rank: int | Non
 
     def with_kill(self, **kwargs):
         trainer = instantiate_trainer(self, **kwargs)
-        trainer.callbacks.append(KillAt())
+        trainer.callbacks.insert(0, KillAt())  # before lit's own: the signal comes while the step is running
         return trainer
 
     LitCLI.instantiate_trainer = with_kill

@@ -33,10 +33,10 @@ import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short nam
 from lit_mlcourse.callbacks.checkpoint import LastAndBestCheckpoint
 from lit_mlcourse.callbacks.finite_loss import StopOnNonFiniteLoss
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
+from lit_mlcourse.callbacks.preemption import PreemptionSignals
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.resume import ExactResume
 from lit_mlcourse.callbacks.run_record import RunRecord
-from lit_mlcourse.callbacks.slurm_requeue import SlurmRequeue
 from lit_mlcourse.checkpoint_identity import (
     check_identity,
     check_optimizer_groups,
@@ -295,9 +295,9 @@ class LitCLI(LightningCLI):
             # Rich in a terminal; one plain line per epoch in log files (CI, SLURM), where a
             # redrawing bar only leaves carriage-return noise.
             extra.append(RichProgressBar() if sys.stdout.isatty() else LineProgressBar())
-        # exact resumes; no NaN reaches the weights; each checkpoint records what it was trained on, and how; SLURM's
-        # requeue signal acted on by every process at the same step
-        for default in (ExactResume(), StopOnNonFiniteLoss(), RunRecord(), SlurmRequeue()):
+        # exact resumes; no NaN reaches the weights; each checkpoint records what it was trained on, and how; SIGTERM
+        # and SLURM's requeue signal acted on by every process at the same step
+        for default in (ExactResume(), StopOnNonFiniteLoss(), RunRecord(), PreemptionSignals()):
             if not any(isinstance(callback, type(default)) for callback in given):
                 extra.append(default)
         if config.get("logger") not in (None, False, []):

@@ -7,9 +7,8 @@ Two gaps in Lightning close here:
   Python states of every process go into each checkpoint and each process's are put back just before the first
   training batch after a resume: between a checkpoint and the next batch nothing else draws from them (the training
   loaders draw from their own generators, see data.resumable).
-- On SIGTERM (a preemption without SLURM) Lightning stops after the running batch without a checkpoint: here
-  ``last.ckpt`` is saved as it stops (one process; under DDP the signal reaches the processes at different
-  batches, and a checkpoint needs all of them).
+- On SIGTERM (a preemption without SLURM) Lightning stops after the running batch without a checkpoint:
+  callbacks.preemption saves ``last.ckpt`` as it stops, in every process at the same step.
 - Loggers buffer rows: they are flushed with every checkpoint, so that a kill loses none logged before it.
 - It restores a stateful training loader only if the loader is made after the restore, but a schedule that asks for
   ``estimated_stepping_batches`` makes (and starts iterating) it before: the resumed epoch then replays epoch 0's
@@ -18,15 +17,13 @@ Two gaps in Lightning close here:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 
 CHECKPOINT_KEY = "lit_mlcourse_rng_states"
 
@@ -61,19 +58,6 @@ class ExactResume(Callback):
     def __init__(self) -> None:
         self.pending: list[dict[str, Any]] | None = None
         self.loader_states: list[dict[str, Any]] = []
-        self.saved_on_sigterm = False
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        # Lightning raises SIGTERMException once the running batch is done (its progress counts it as completed,
-        # the state Lightning itself resumes from a checkpoint saved on the last batch).
-        if not isinstance(exception, SIGTERMException) or self.saved_on_sigterm or trainer.world_size > 1:
-            return
-        self.saved_on_sigterm = True
-        for callback in trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
-                last = os.path.join(callback.dirpath, callback.CHECKPOINT_NAME_LAST + callback.FILE_EXTENSION)
-                trainer.save_checkpoint(last)
-                rank_zero_info(f"lit: SIGTERM: saved {last} at step {trainer.global_step}")
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         state = _plain(_collect_rng_states(include_cuda=torch.cuda.is_available()))
