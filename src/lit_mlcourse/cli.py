@@ -1,5 +1,6 @@
 """The ``lit`` command: LightningCLI with the DataModule's facts linked into the model, one run folder
-per run, a summary after each run, and ``lit cv`` (k-fold cross-validation)."""
+per run, a summary after each run, ``lit cv`` (k-fold cross-validation) and the studies ``lit batch-sizes`` and
+``lit depths``."""
 
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ from lit_mlcourse.import_policy import enforce_import_policy, explain_denied_imp
 from lit_mlcourse.models.base import TaskModule
 from lit_mlcourse.nets.torchvision_net import weights_from_checkpoint
 from lit_mlcourse.runs import as_plain, choose_run_folder, fill_run_folder, keep_csv_metrics
+from lit_mlcourse.studies.batch_size import run_batch_size_study
+from lit_mlcourse.studies.depth import run_depth_study
 from lit_mlcourse.summary import print_summary, run_summary, write_json
 
 # What a DataModule knows and a model needs, linked by name: a user never types these twice.
@@ -64,6 +67,9 @@ OPTIONAL_FACTS = ("class_names",)
 RUN_FOLDER = {"save_dir": "{default_root_dir}", "name": "{name}", "version": "{version}"}
 # `--optimizer X` and `--lr_scheduler X` are short for the model's injected factories.
 ALIASES = {"--optimizer": "--model.optimizer", "--lr_scheduler": "--model.lr_scheduler"}
+# Subcommands that are methods of LitCLI (by method name), not of the Trainer: each trains several runs in one
+# process, instantiating its own model, data and trainer per run.
+MULTI_RUN = {"cv": "cv", "batch-sizes": "batch_sizes", "depths": "depths"}
 
 
 class LitArgumentParser(LightningArgumentParser):
@@ -88,8 +94,8 @@ class LitArgumentParser(LightningArgumentParser):
 
 
 class LitCLI(LightningCLI):
-    """``lit fit | validate | test | predict | cv`` over the models and DataModules of this package
-    (or any others given by ``class_path``)."""
+    """``lit fit | validate | test | predict | cv | batch-sizes | depths`` over the models and DataModules of this
+    package (or any others given by ``class_path``)."""
 
     def __init__(self, args: ArgsType = None, run: bool = True, **kwargs: Any) -> None:
         trainer_defaults = {
@@ -131,25 +137,26 @@ class LitCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {**LightningCLI.subcommands(), "cv": set()}
+        return {**LightningCLI.subcommands(), **{name: set() for name in MULTI_RUN}}
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
-        # Lightning builds each subcommand from the Trainer method of the same name; `cv` is a method of
-        # this class, so its parser is built here from LitCLI.cv's signature. Building a full parser
+        # Lightning builds each subcommand from the Trainer method of the same name; `cv` and the studies are
+        # methods of this class, so their parsers are built here from those methods' signatures. Building a full parser
         # takes ~0.2 s, so the subcommands not asked for get an empty one (enough for `lit --help`).
         self._subcommand_parsers = {}
         subcommands = parser.add_subcommands()
         wanted = {name for name in self.subcommands() if name in self._requested}
         for name in self.subcommands():
-            owner = type(self) if name == "cv" else self.trainer_class
-            description = inspect.getdoc(getattr(owner, name)).split("\n")[0]
+            owner = type(self) if name in MULTI_RUN else self.trainer_class
+            method = MULTI_RUN.get(name, name)
+            description = inspect.getdoc(getattr(owner, method)).split("\n")[0]
             sub_parser = self.init_parser(**kwargs.get(name, {"description": description}))
             if name not in wanted:
                 subcommands.add_subcommand(name, sub_parser, help=description)
                 continue
             self._add_arguments(sub_parser)
             skip = {"self", *self.subcommands()[name]}
-            self._subcommand_method_arguments[name] = sub_parser.add_method_arguments(owner, name, skip=skip)
+            self._subcommand_method_arguments[name] = sub_parser.add_method_arguments(owner, method, skip=skip)
             if "verbose" in self._subcommand_method_arguments[name]:
                 sub_parser.set_defaults(verbose=False)  # the run summary shows the metrics
             self._subcommand_parsers[name] = sub_parser
@@ -239,8 +246,8 @@ class LitCLI(LightningCLI):
             self.parser.error(str(error))
 
     def instantiate_classes(self) -> None:
-        if self.subcommand == "cv":
-            return  # every fold instantiates its own model, data and trainer
+        if self.subcommand in MULTI_RUN:
+            return  # every fold or study run instantiates its own model, data and trainer
         self.instantiate_run(self.run_config, self.run_dir)
 
     def instantiate_run(self, config: Namespace, run_dir: Path) -> L.Trainer:
@@ -379,8 +386,9 @@ class LitCLI(LightningCLI):
         return summary
 
     def _run_subcommand(self, subcommand: str) -> None:
-        if subcommand == "cv":
-            self.cv(**{key: self.run_config[key] for key in self._subcommand_method_arguments["cv"]})
+        if subcommand in MULTI_RUN:
+            arguments = {key: self.run_config[key] for key in self._subcommand_method_arguments[subcommand]}
+            getattr(self, MULTI_RUN[subcommand])(**arguments)
         else:
             super()._run_subcommand(subcommand)
 
@@ -391,6 +399,33 @@ class LitCLI(LightningCLI):
             folds: number of folds K; fold k validates on the k-th part and trains on the rest.
         """
         return run_cross_validation(self, folds)
+
+    def batch_sizes(self, sizes: list[int], lr_scaling: str = "sqrt") -> list[dict[str, Any]]:
+        """Batch-size study: train the config at each batch size and compare time, fit and sharpness.
+
+        Every run has the same seed and epochs, goes into <run folder>/batch_<b>, and measures the training time
+        per epoch and per update, the final train and val loss and metric, and the sharpness (largest Hessian
+        eigenvalue) at the end. Writes batch_sizes.csv and batch_sizes.png in the run folder.
+
+        Args:
+            sizes: batch sizes to train with, e.g. '[8, 32, 128, 512]'.
+            lr_scaling: learning rate at batch size b, from the config's rate lr at its batch size b0: none (lr),
+                linear (lr * b / b0, for SGD) or sqrt (lr * sqrt(b / b0), for Adam).
+        """
+        return run_batch_size_study(self, sizes, lr_scaling)
+
+    def depths(self, depths: list[int], tolerance: float = 0.01) -> list[dict[str, Any]]:
+        """Depth study: train the MLP with 1, 2, ... hidden layers and tell model bias from optimization trouble.
+
+        Each depth d trains hidden = [w] * d (w: the config's first hidden width) into <run folder>/depth_<d> and
+        reports its best train and val loss (with their epochs) and parameter count; a deeper model whose best
+        train loss is worse than a shallower one's is flagged. Writes depths.csv, depths.txt and depths.png.
+
+        Args:
+            depths: numbers of hidden layers to train, e.g. '[1, 2, 4, 8]'.
+            tolerance: relative margin before a deeper model's higher train loss is flagged (0.01: 1%).
+        """
+        return run_depth_study(self, depths, tolerance)
 
 
 def _expand_alias(arg: str) -> str:

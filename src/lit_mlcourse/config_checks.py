@@ -203,14 +203,14 @@ def _display(key: str) -> str:
     return ".".join(_normal(key))
 
 
-def _optimizer_entries(node: Any, path: tuple[str, ...] = ()):
+def optimizer_entries(node: Any, path: tuple[str, ...] = ()):
     """(dotted key, init_args) of every torch.optim class in a parsed config."""
     if isinstance(node, Namespace):
         class_path = node.get("class_path")
         if isinstance(class_path, str) and class_path.startswith("torch.optim.") and ".lr_scheduler." not in class_path:
             yield ".".join(path), node.get("init_args") or Namespace()
         for key, value in vars(node).items():
-            yield from _optimizer_entries(value, (*path, key))
+            yield from optimizer_entries(value, (*path, key))
 
 
 def _where(key: str, argv: list[str]) -> str:
@@ -220,7 +220,7 @@ def _where(key: str, argv: list[str]) -> str:
 
 def check_values(config: Namespace, argv: list[str]) -> None:
     """Semantic checks that types alone cannot express; raises :class:`ConfigValueError`."""
-    for key, init_args in _optimizer_entries(config):
+    for key, init_args in optimizer_entries(config):
         lr = init_args.get("lr")
         if isinstance(lr, (int, float)) and not (math.isfinite(lr) and lr > 0):
             shown = ".".join(_normal(key))

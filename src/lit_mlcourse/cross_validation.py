@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from lightning.pytorch import seed_everything
 
 from lit_mlcourse.config_checks import import_class
-from lit_mlcourse.summary import as_float, run_summary, write_json
+from lit_mlcourse.studies.variant_runs import fit_variant
+from lit_mlcourse.summary import as_float, write_json
 
 if TYPE_CHECKING:
     from lit_mlcourse.cli import LitCLI
@@ -38,13 +38,7 @@ def run_cross_validation(cli: LitCLI, folds: int) -> dict[str, Any]:
         config = base.clone()
         config.data.init_args.num_folds = int(folds)  # a plain int: PositiveInt does not dump to YAML
         config.data.init_args.fold = fold
-        seed_everything(base.seed_everything, workers=True)  # the same initial weights for every fold
-        trainer = cli.instantiate_run(config, Path(cli.run_dir) / f"fold_{fold}")
-        trainer.fit(cli.model, cli.datamodule)
-        _finish_wandb_run(trainer)
-        summary = run_summary(trainer, dict(trainer.callback_metrics))
-        if trainer.is_global_zero:
-            write_json(Path(summary["run_dir"]) / "summary.json", summary)
+        trainer, summary = fit_variant(cli, config, Path(cli.run_dir) / f"fold_{fold}")  # the same seed every fold
         score = as_float(trainer.callback_metrics.get(monitor))
         results.append({"fold": fold, "score": score, "best": summary["best_score"], "run_dir": summary["run_dir"]})
         print(
@@ -52,13 +46,6 @@ def run_cross_validation(cli: LitCLI, folds: int) -> dict[str, Any]:
             flush=True,
         )
     return _report(cli, base, results)
-
-
-def _finish_wandb_run(trainer) -> None:
-    """One wandb run per fold: wandb otherwise hands the next fold the run still open."""
-    for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
-            logger.experiment.finish()
 
 
 def _report(cli: LitCLI, base: Any, results: list[dict[str, Any]]) -> dict[str, Any]:
