@@ -258,3 +258,21 @@ def pytest_terminal_summary(terminalreporter) -> None:
     for reason, commands in reasons.items():
         example = " ".join(commands[0][:3])
         terminalreporter.write_line(f"lit zygote: {len(commands)} fresh interpreter(s) (e.g. {example}): {reason}")
+
+
+# The fit the preemption and restart tests stop, resume and compare with the run that never stopped: the quick start
+# on 2 CPU processes, 4 steps an epoch, 3 epochs (test_sigterm_workers.py, test_slurm.py, test_torchrun_faults.py).
+DDP_FIT = ["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.strategy", "ddp", "--trainer.devices", "2",
+           "--trainer.accelerator", "cpu", "--data.batch_size", "32", "--trainer.limit_train_batches", "4",
+           "--trainer.limit_val_batches", "0", "--trainer.max_epochs", "3", "--test_after_fit", "false"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def ddp_fit_reference(tmp_path_factory) -> dict:
+    """The final ``last.ckpt`` of ``DDP_FIT`` run without a stop (Lightning's own launcher), loaded."""
+    import torch
+
+    root = tmp_path_factory.mktemp("ddp_fit_reference")
+    run_lit(*DDP_FIT, "--trainer.default_root_dir", str(root))
+    last = root / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
+    return torch.load(last, map_location="cpu", weights_only=True)

@@ -23,7 +23,9 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
+from pathlib import Path
 
 import torch
 
@@ -74,9 +76,17 @@ class InjectedFailure(RuntimeError):
     """The exception of ``raise-at-step``."""
 
 
-def kill_at_step(step: int, signum: int | None = signal.SIGKILL, rank: int | None = None) -> None:
+def kill_at_step(
+    step: int,
+    signum: int | None = signal.SIGKILL,
+    rank: int | None = None,
+    peer_after: float | None = None,
+    peer_pid_file: str | None = None,
+) -> None:
     """At global step ``step`` (of process ``rank`` only, if given): the signal ``signum`` to this process, or an
-    :class:`InjectedFailure` when ``signum`` is None."""
+    :class:`InjectedFailure` when ``signum`` is None. With ``peer_after``, the same signal that many seconds later to
+    the other process, as a scheduler signals each process of a job a little apart: the one whose pid is in
+    ``peer_pid_file``, else the parent (rank 0, which started this one under Lightning's DDP launcher)."""
     from lightning.pytorch.callbacks import Callback
 
     from lit_mlcourse.cli import LitCLI
@@ -88,6 +98,9 @@ def kill_at_step(step: int, signum: int | None = signal.SIGKILL, rank: int | Non
             if signum is None:
                 raise InjectedFailure(f"injected failure on rank {trainer.global_rank} at step {step}")
             os.kill(os.getpid(), signum)
+            if peer_after is not None:
+                peer = int(Path(peer_pid_file).read_text()) if peer_pid_file else os.getppid()
+                threading.Timer(peer_after, os.kill, (peer, signum)).start()
 
     instantiate_trainer = LitCLI.instantiate_trainer
 
@@ -119,20 +132,25 @@ def inject(options: argparse.Namespace) -> None:
     elif options.fault == "nan-loss-at-step":
         nan_loss_at_step(options.at)
     else:
-        signum = {"sigterm-at-step": signal.SIGTERM, "raise-at-step": None}.get(options.fault, signal.SIGKILL)
-        kill_at_step(options.at, signum, options.rank)
+        signals = {"sigterm-at-step": signal.SIGTERM, "sigusr1-at-step": signal.SIGUSR1, "raise-at-step": None}
+        signum = signals.get(options.fault, signal.SIGKILL)
+        kill_at_step(options.at, signum, options.rank, options.peer_after, options.peer_pid_file)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fault", required=True,
                         choices=["kill-while-saving", "disk-full", "kill-in-copyfileobj", "kill-at-step",
-                                 "sigterm-at-step", "raise-at-step", "nan-loss-at-step"])  # fmt: skip
+                                 "sigterm-at-step", "sigusr1-at-step", "raise-at-step",
+                                 "nan-loss-at-step"])  # fmt: skip
     parser.add_argument("--at", type=int, default=1)
     parser.add_argument("--rank", type=int, default=None, help="the process the fault strikes (DDP)")
     parser.add_argument("--after-bytes", type=int, default=4096)
     parser.add_argument("--first-attempt-only", action="store_true",
                         help="under torchrun, strike before the first restart only")  # fmt: skip
+    parser.add_argument("--peer-after", type=float, default=None,
+                        help="with --rank, the same signal to the other process this many seconds later")  # fmt: skip
+    parser.add_argument("--peer-pid-file", default=None, help="the other process's pid (default: the parent)")
     parser.add_argument("--restart-delay", type=float, default=0.0,
                         help="under torchrun, seconds the --rank process waits after a restart")  # fmt: skip
     options, lit_args = parser.parse_known_args()

@@ -28,7 +28,9 @@ EXPECTED_LR = {
     "linear": {16: 0.005, 64: 0.02},
     "sqrt": {16: 0.01 / math.sqrt(2), 64: 0.01 * math.sqrt(2)},
 }
-RULES = tuple(EXPECTED_LR)
+# One study runs end to end (sqrt: the rate goes down for 16 and up for 64); the other rules are the same code path
+# with another factor, checked on numbers by test_scaling_rules_on_numbers.
+RULES = ("sqrt",)
 
 
 def study(root: Path, rule: str):
@@ -41,7 +43,7 @@ def study(root: Path, rule: str):
 
 @pytest.fixture(scope="module")
 def studies(request, background, tmp_path_factory) -> dict[str, Future]:
-    """One study per rule, started two at a time beside the tests (conftest.background)."""
+    """One study per rule of RULES, started beside the tests (conftest.background)."""
     wanted = selected(request)
     return {
         rule: background.submit(study, tmp_path_factory.mktemp(f"batch_{rule}"), rule)
@@ -56,6 +58,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_scaling_rules_on_numbers():
+    for rule, rates in EXPECTED_LR.items():
+        assert {size: scaled_lr(0.01, size, BASE_SIZE, rule) for size in SIZES} == pytest.approx(rates)
     assert scaled_lr(0.01, 64, 32, "none") == 0.01
     assert scaled_lr(0.01, 64, 32, "linear") == pytest.approx(0.02)
     assert scaled_lr(0.01, 8, 32, "linear") == pytest.approx(0.0025)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, lit_env, run_lit
+from conftest import CONFIGS, DDP_FIT, ROOT, lit_env
 from lightning.fabric.plugins.environments.lightning import find_free_network_port
 from test_resume_parity import assert_bit_identical
 
@@ -102,53 +102,56 @@ def test_sigusr1_checkpoints_and_requeues_and_the_requeued_job_resumes_in_its_ru
 
 
 @pytest.mark.slow
-def test_two_processes_signalled_50_ms_apart_checkpoint_together_requeue_once_and_resume_exactly(tmp_path):
-    """Two tasks started by hand as srun starts them (SLURM_PROCID 0 and 1), SIGUSR1 to rank 0 and 50 ms later to
-    rank 1. With Lightning's own handler rank 0 hung in the checkpoint's collectives (no checkpoint, no requeue
-    after 60 s); lit's SlurmRequeue acts at the step both processes agree on."""
+def test_two_processes_signalled_50_ms_apart_checkpoint_together_requeue_once_and_resume_exactly(
+    tmp_path, ddp_fit_reference
+):
+    """Two tasks started by hand as srun starts them (SLURM_PROCID 0 and 1); SIGUSR1 to rank 0 at step 6 and 50 ms
+    later to rank 1. With Lightning's own handler rank 0 hung in the checkpoint's collectives (no checkpoint, no
+    requeue after 60 s); lit's callbacks.preemption acts at the step both processes agree on."""
     bin_dir, calls = tmp_path / "bin", tmp_path / "scontrol.calls"
     fake_command(bin_dir, "scontrol", f'echo "$@" >> {shlex.quote(str(calls))}')
-    fit = ["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--data.batch_size", "16", "--trainer.devices", "2",
-           "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.max_epochs", "4",
-           "--test_after_fit", "false"]  # fmt: skip
-    lit = [str(Path(sys.executable).parent / "lit"), *fit, "--trainer.default_root_dir", str(tmp_path / "runs")]
     run = tmp_path / "runs" / "quickstart" / "version_0"
     tasks = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NODELIST": "localhost",
              "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(find_free_network_port())}  # fmt: skip
+    rank_1_pid = tmp_path / "rank1.pid"
+    fault = ["--fault", "sigusr1-at-step", "--at", "6", "--rank", "0", "--peer-after", "0.05",
+             "--peer-pid-file", str(rank_1_pid)]  # fmt: skip
 
-    def start(rank: int, log: Path, **extra: str) -> subprocess.Popen:
-        env = slurm_env(bin_dir, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), **tasks, **extra)
-        return subprocess.Popen(lit, cwd=tmp_path, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    def start_tasks(name: str, program: list[str], **extra: str) -> list[subprocess.Popen]:
+        command = [*program, *DDP_FIT, "--trainer.default_root_dir", str(tmp_path / "runs")]
+        tasks_started = []
+        for rank in (0, 1):
+            env = slurm_env(bin_dir, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), **tasks, **extra)
+            log = (tmp_path / f"{name}{rank}.log").open("w")
+            tasks_started.append(subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT))
+        return tasks_started
 
-    logs = [tmp_path / "rank0.log", tmp_path / "rank1.log"]
-    first = [start(rank, logs[rank]) for rank in (0, 1)]
-    try:
-        wait_for((run / "checkpoints" / "last.ckpt").is_file, first[0], logs[0], timeout=90)  # handlers in place
-        first[0].send_signal(signal.SIGUSR1)
-        time.sleep(0.05)
-        first[1].send_signal(signal.SIGUSR1)
-        codes = [process.wait(timeout=90) for process in first]  # they stop on their own after the requeue
-    finally:
-        for process in first:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    output = logs[0].read_text() + logs[1].read_text()
-    assert codes == [0, 0], output[-4000:]
+    def finish(started: list[subprocess.Popen], name: str) -> tuple[list[int], str]:
+        try:
+            codes = [process.wait(timeout=90) for process in started]  # a hang fails here
+        finally:
+            for process in started:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        return codes, "".join((tmp_path / f"{name}{rank}.log").read_text() for rank in (0, 1))
+
+    first = start_tasks("first", [sys.executable, str(ROOT / "tests" / "fault_runner.py"), *fault, "--"])
+    rank_1_pid.write_text(str(first[1].pid))
+    codes, output = finish(first, "first")
+    assert codes == [0, 0], output[-4000:]  # both stop on their own after the requeue
     assert calls.read_text().splitlines() == [f"requeue {JOB_ID}"], output[-4000:]  # once, by rank 0
     hpc = torch.load(run / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)
+    assert hpc["global_step"] in (6, 7)  # after the step running when the signals came
     assert f"saved {run / 'hpc_ckpt_1.ckpt'} at step {hpc['global_step']}; requeued job {JOB_ID}; stopping" in output
-    assert hpc["global_step"] < 4 * 39  # 1,221 digits / 2 processes / 16 = 39 steps an epoch: stopped early
 
-    # The requeued job: the same two tasks, no ckpt_path, SLURM_RESTART_COUNT=1.
-    second = [start(rank, tmp_path / f"second{rank}.log", SLURM_RESTART_COUNT="1") for rank in (0, 1)]
-    assert [process.wait(timeout=120) for process in second] == [0, 0], (tmp_path / "second0.log").read_text()
-    assert f"resuming {run} from {run / 'hpc_ckpt_1.ckpt'}" in (tmp_path / "second0.log").read_text()
-    # ... ends where the same fit never signalled ends (Lightning's own launcher for the 2 processes).
-    run_lit(*fit, "--trainer.default_root_dir", str(tmp_path / "reference"))
-    load = lambda path: torch.load(path, map_location="cpu", weights_only=True)  # noqa: E731
-    reference = load(tmp_path / "reference" / "quickstart" / "version_0" / "checkpoints" / "last.ckpt")
-    assert_bit_identical(reference, load(run / "checkpoints" / "last.ckpt"))
+    # The requeued job: the same two tasks, no ckpt_path, SLURM_RESTART_COUNT=1; it ends as a run never signalled.
+    codes, output = finish(start_tasks("second", [str(Path(sys.executable).parent / "lit")], SLURM_RESTART_COUNT="1"),
+                           "second")  # fmt: skip
+    assert codes == [0, 0], output[-4000:]
+    assert f"resuming {run} from {run / 'hpc_ckpt_1.ckpt'}" in output
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert_bit_identical(ddp_fit_reference, last)
 
 
 def test_the_requeued_run_is_the_folder_of_the_same_job_with_a_checkpoint(tmp_path, monkeypatch):

@@ -11,20 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, lit_env, run_lit
+from conftest import DDP_FIT, ROOT, lit_env
 from test_resume_parity import assert_bit_identical
-
-# 2 processes, 4 steps an epoch: rank 1 fails at step 6, in the second epoch, after the first epoch's last.ckpt.
-FIT = ["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.strategy", "ddp", "--trainer.devices", "2",
-       "--trainer.accelerator", "cpu", "--data.batch_size", "32", "--trainer.limit_train_batches", "4",
-       "--trainer.limit_val_batches", "0", "--test_after_fit", "false"]  # fmt: skip
 
 
 def torchrun(tmp_path: Path, *fault: str, restarts: int, epochs: int) -> subprocess.CompletedProcess:
+    """DDP_FIT (2 processes, 4 steps an epoch) under torchrun with ``--ckpt_path last``, its max_epochs ``epochs``."""
     env = {key: value for key, value in lit_env().items() if not key.startswith("SLURM_")}  # see test_torchrun.py
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "--max-restarts", str(restarts), "--log-dir", str(tmp_path / "torchrun"),
-               str(ROOT / "tests" / "fault_runner.py"), *fault, "--", *FIT, "--trainer.max_epochs", str(epochs),
+               str(ROOT / "tests" / "fault_runner.py"), *fault, "--", *DDP_FIT, "--trainer.max_epochs", str(epochs),
                "--trainer.default_root_dir", str(tmp_path / "runs"), "--ckpt_path", "last"]  # fmt: skip
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
 
@@ -49,7 +45,10 @@ def test_torchrun_reports_the_failed_processs_own_traceback_as_the_root_cause(tm
 
 
 @pytest.mark.slow
-def test_a_group_torchrun_restarts_resumes_from_last_and_ends_with_the_uninterrupted_weights(tmp_path):
+def test_a_group_torchrun_restarts_resumes_from_last_and_ends_with_the_uninterrupted_weights(
+    tmp_path, ddp_fit_reference
+):
+    # rank 1 fails at step 6, in the second epoch, after the first epoch's last.ckpt
     fault = ["--fault", "raise-at-step", "--at", "6", "--rank", "1", "--first-attempt-only", "--restart-delay", "3"]
     run = torchrun(tmp_path, *fault, restarts=1, epochs=3)
     output = run.stdout + run.stderr
@@ -59,9 +58,5 @@ def test_a_group_torchrun_restarts_resumes_from_last_and_ends_with_the_uninterru
     resumed = tmp_path / "runs" / "quickstart" / "version_0"
     assert f"lit: resuming {resumed} from {resumed / 'checkpoints' / 'last.ckpt'}" in output
     assert sorted(path.name for path in resumed.parent.iterdir()) == ["version_0"]  # the restart continued there
-    # The same 2-process fit, never interrupted (Lightning's own launcher).
-    run_lit(*FIT, "--trainer.max_epochs", "3", "--trainer.default_root_dir", str(tmp_path / "reference"))
-    reference = tmp_path / "reference" / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
-    load = lambda path: torch.load(path, map_location="cpu", weights_only=True)  # noqa: E731
-    assert_bit_identical(load(reference), load(resumed / "checkpoints" / "last.ckpt"))
-    assert load(reference)["global_step"] == 12
+    assert_bit_identical(ddp_fit_reference, torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True))
+    assert ddp_fit_reference["global_step"] == 12

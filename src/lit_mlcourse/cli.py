@@ -474,7 +474,10 @@ def main(args: ArgsType = None) -> None:
         isolate_restarted_attempt()
         LitCLI(args=args)
         failed = False
-    except SIGTERMException:  # Lightning stopped after the running batch (ExactResume saved last.ckpt)
+    except SIGTERMException:  # stopped after the running batch (callbacks.preemption saved last.ckpt)
+        # Stopping already: a scheduler's later SIGTERM must not kill the process with -15 while it exits (Python's
+        # finalisation puts back the default action of any signal whose handler it set, but not of an ignored one).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sys.stderr.write("lit: stopped by SIGTERM; continue with --ckpt_path last\n")
         sys.exit(128 + signal.SIGTERM)
     except Exception as error:

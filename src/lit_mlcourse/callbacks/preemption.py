@@ -46,9 +46,14 @@ class PreemptionSignals(Callback):
         self._seen_step = -1
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
         environment = trainer._accelerator_connector.cluster_environment  # the one Lightning's own handler checks
-        if stage == "fit" and isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
+        if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
             self._install(int(environment.requeue_signal or signal.SIGUSR1), REQUEUE)
+        # Also before Lightning's: it puts back the handlers it found when it tears down, and a scheduler's second
+        # SIGTERM, arriving while the process stops, must be noted, not kill it (exit -15 instead of 143).
+        self._install(signal.SIGTERM, TERMINATE, trainer.strategy.launcher)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install(signal.SIGTERM, TERMINATE, trainer.strategy.launcher)
