@@ -51,7 +51,8 @@ class LossCurvature:
 
     def _product(self, loss: BatchLoss, tangent: Parameters) -> Parameters:
         # Reverse over reverse: H is symmetric, so the vector-Jacobian product of the gradient is H v. Forward over
-        # reverse (jvp of grad) gives the same; on these CPUs it took 1.3x as long for the quick start's CNN.
+        # reverse (jvp of grad) took 1.1-1.4x as long for the quick start's CNN on these CPUs and fails for the
+        # PM2.5 MLP ("ZeroTensors are immutable"): bench/hvp.py.
         return vjp(grad(loss), self.parameters)[1](tangent)[0]
 
 
