@@ -196,3 +196,13 @@ def test_lit_fit_logs_the_eigenvalues_at_chosen_epochs_and_the_end_without_chang
                                    map_location="cpu", weights_only=True)["state_dict"]  # fmt: skip
     with_callback, without = load(tmp_path / "with"), load(tmp_path / "without")
     assert all(torch.equal(with_callback[key], without[key]) for key in without)
+
+
+def test_two_of_them_in_one_trainer_keep_their_own_state():
+    # lit batch-sizes adds its own beside one the config may have: Lightning refuses two stateful callbacks that share
+    # a state key.
+    import lightning as L
+
+    trainer = L.Trainer(callbacks=[HessianEigenvalues(), HessianEigenvalues(epochs=[1], num_batches=2)], logger=False)
+    keys = [callback.state_key for callback in trainer.callbacks if isinstance(callback, HessianEigenvalues)]
+    assert len(set(keys)) == 2

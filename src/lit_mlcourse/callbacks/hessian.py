@@ -69,6 +69,14 @@ class HessianEigenvalues(Callback):
         self.results: list[dict[str, Any]] = []
         self._batches: list[Any] | None = None
 
+    @property
+    def state_key(self) -> str:
+        # Two of them (a config's and lit batch-sizes' own) may sit in one trainer: each keeps its own results.
+        return self._generate_state_key(
+            epochs=self.epochs, at_end=self.at_end, num_batches=self.num_batches, batch_size=self.batch_size,
+            iterations=self.iterations, seed=self.seed,
+        )  # fmt: skip
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         reason = getattr(pl_module, "hessian_not_applicable", None)
         if stage == "fit" and reason:
@@ -124,16 +132,24 @@ class HessianEigenvalues(Callback):
 
     def _fixed_batches(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[Any]:
         if self._batches is None:
-            loader = trainer.train_dataloader
-            dataset, size = loader.dataset, self.batch_size or loader.batch_size or 64
-            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))
-            chosen = [int(index) for index in order[: self.num_batches * size]]
-            items = [self._item(dataset, index) for index in chosen]
-            self._batches = [
-                trainer.strategy.batch_to_device(loader.collate_fn(items[start : start + size]), pl_module.device)
-                for start in range(0, len(items), size)
-            ]
+            # Drawn with the callback's seed, the training streams left as they were: a DataModule's
+            # on_after_batch_transfer (CIFAR-10 on the device) augments from the global generators.
+            devices = [pl_module.device.index or 0] if pl_module.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.seed)
+                self._batches = self._draw_batches(trainer, pl_module)
         return self._batches
+
+    def _draw_batches(self, trainer: L.Trainer, pl_module: L.LightningModule) -> list[Any]:
+        loader = trainer.train_dataloader
+        dataset, size = loader.dataset, self.batch_size or loader.batch_size or 64
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.seed))
+        chosen = [int(index) for index in order[: self.num_batches * size]]
+        items = [self._item(dataset, index) for index in chosen]
+        return [
+            trainer.strategy.batch_to_device(loader.collate_fn(items[start : start + size]), pl_module.device)
+            for start in range(0, len(items), size)
+        ]
 
     def _item(self, dataset: Any, index: int) -> Any:
         if isinstance(dataset, SeededSamples):  # the augmentation of this index, fixed by the seed

@@ -32,12 +32,13 @@ class PreemptionSignals(Callback):
     different times (a scheduler signals each one), one enters those collectives while another is in the training
     step's, and both wait forever (Lightning #21406; measured here with 2 processes signalled 50 ms apart: no
     checkpoint and no exit after 90 s, for either signal). A checkpoint taken in the middle of a step is not a state
-    to resume from either. Here the handlers only note the signal; after each optimizer step (and after each
-    validation) the processes agree on what was noted (one all-reduce of two flags) and act together, at the step
-    boundary where ``last.ckpt`` is saved too. The SLURM handler is installed before Lightning's (which leaves a
-    signal that has a handler alone), in a SLURM job with auto-requeue (Lightning's SLURMEnvironment default); the
-    SIGTERM handler replaces Lightning's when training starts and, in the process that started the others (Lightning's
-    launcher), passes the signal on to them as Lightning's does."""
+    to resume from either. Here the handlers only note the signal; after each optimizer step (and at each epoch's
+    end, after its validation) the processes agree on what was noted (one all-reduce of two flags; none in one
+    process) and act together, at the step boundary where ``last.ckpt`` is saved too. The SLURM handler is installed
+    before Lightning's (which leaves a signal that has a handler alone), in a SLURM job with auto-requeue (Lightning's
+    SLURMEnvironment default); the SIGTERM handler replaces Lightning's when the sanity check and training start
+    and, in the process that started the others (Lightning's launcher), passes the signal on to them as Lightning's
+    does."""
 
     def __init__(self) -> None:
         self.requeued = False
@@ -55,8 +56,12 @@ class PreemptionSignals(Callback):
         # SIGTERM, arriving while the process stops, must be noted, not kill it (exit -15 instead of 143).
         self._install(signal.SIGTERM, TERMINATE, trainer.strategy.launcher)
 
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._install(signal.SIGTERM, TERMINATE, trainer.strategy.launcher)  # Lightning registered its own just before
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._install(signal.SIGTERM, TERMINATE, trainer.strategy.launcher)
+        self._seen_step = trainer.global_step  # a first batch that only accumulates gradients is no step boundary
 
     def _install(self, signum: int, flag: int, launcher: Any = None) -> None:
         def note(received: int, frame: Any) -> None:
@@ -73,14 +78,16 @@ class PreemptionSignals(Callback):
         self._seen_step = trainer.global_step
         self._act(trainer)
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking and trainer.state.fn == "fit":  # every process ends it, uneven shards or not
-            self._act(trainer)
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After the epoch's validation, once the checkpoint callbacks (run after every other) have taken its score.
+        self._act(trainer)
 
     def _act(self, trainer: L.Trainer) -> None:
-        flags = torch.tensor(self._flags, device=trainer.strategy.root_device)
+        flags = self._flags
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            agreed = torch.tensor(self._flags, device=trainer.strategy.root_device)
+            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MAX)
+            flags = agreed.tolist()
         if flags[TERMINATE]:
             path = last_checkpoint(trainer)
             if path is not None:

@@ -124,7 +124,8 @@ class SimCLR(TaskModule):
         n = len(labels)
         features = self(torch.cat([view1, view2]))  # one pass for both views
         projections = self.projection(features)
-        loss = nt_xent(projections[:n], projections[n:], self.hparams.temperature, gather, self.global_rank)
+        rank = self.global_rank if gather is not None else 0  # without a gather, this batch's rows are all there is
+        loss = nt_xent(projections[:n], projections[n:], self.hparams.temperature, gather, rank)
         probe_logits = self.probe(features[:n].detach())
         return loss, F.cross_entropy(probe_logits, labels), probe_logits
 
