@@ -493,12 +493,18 @@ def main(args: ArgsType = None) -> None:
 
 
 def _finish_wandb_run(failed: bool) -> None:
-    """End the wandb run this command opened, if any, marked failed when the command failed. Left to the
-    interpreter's exit, the run stays open in a notebook or test that calls main() again: the next command's
-    WandbLogger would log into it, and its files would not be complete on disk yet."""
+    """End the wandb run this command opened, if any, marked failed when the command failed, and wait until its
+    files are complete on disk. Left to the interpreter's exit, the run stays open in a notebook or test that calls
+    main() again: the next command's WandbLogger would log into it. ``wandb.finish`` alone returns before wandb's
+    service process has written the run's transaction log (``run-<id>.wandb`` can still be 7 bytes long), so
+    a reader right after main() saw a partial run; tearing the service down waits for it to close its files (the
+    next run starts a new service, about a second)."""
     wandb = sys.modules.get("wandb")  # never imported here: only a run that logs to wandb has loaded it
-    if wandb is not None and getattr(wandb, "run", None) is not None:
+    if wandb is None:
+        return
+    if getattr(wandb, "run", None) is not None:
         wandb.finish(exit_code=1 if failed else 0)
+    wandb.teardown()  # also for runs finished already (lit cv and the studies finish one per variant)
 
 
 def _end_process_group() -> None:
