@@ -22,6 +22,17 @@ def test_sigterm_with_two_workers_exits_143_and_leaves_no_process(tmp_path):
     assert (tmp_path / "quickstart" / "version_0" / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_sigterm_during_cv_exits_143_without_pointing_at_a_resume_cv_cannot_do(tmp_path):
+    command = [sys.executable, str(ROOT / "tests" / "fault_runner.py"), "--fault", "sigterm-at-step", "--at", "2",
+               "--", "cv", "--config", str(CONFIGS / "quickstart.yaml"), "--folds", "2", "--trainer.max_epochs", "1",
+               "--trainer.limit_train_batches", "4", "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    result, leftovers = run_in_own_group(command, timeout=90)
+    assert result.returncode == 143, result.stdout[-3000:]
+    assert "lit: stopped by SIGTERM; run the command again to redo it" in result.stdout  # cv takes no --ckpt_path
+    assert "--ckpt_path" not in result.stdout.split("lit: SIGTERM: saved")[-1]
+    assert not leftovers
+
+
 @pytest.mark.slow
 def test_sigterm_to_both_ddp_processes_50_ms_apart_saves_together_and_resumes_exactly(tmp_path, ddp_fit_reference):
     """A scheduler ending a job signals each process, a few ms apart. Lightning broadcasts from inside its SIGTERM

@@ -34,7 +34,7 @@ import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short nam
 from lit_mlcourse.callbacks.checkpoint import LastAndBestCheckpoint
 from lit_mlcourse.callbacks.finite_loss import StopOnNonFiniteLoss
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
-from lit_mlcourse.callbacks.preemption import PreemptionSignals
+from lit_mlcourse.callbacks.preemption import NotRequeued, PreemptionSignals
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.resume import ExactResume
 from lit_mlcourse.callbacks.run_record import RunRecord
@@ -371,6 +371,9 @@ class LitCLI(LightningCLI):
             for results in tested:
                 metrics.update(results)
         self._summarize("fit", metrics)
+        for callback in self.trainer.callbacks:
+            if getattr(callback, "requeue_failure", None):
+                raise NotRequeued(callback.requeue_failure)
 
     def after_validate(self) -> None:
         self._summarize("validate", dict(self.trainer.callback_metrics))
@@ -478,8 +481,12 @@ def main(args: ArgsType = None) -> None:
         # Stopping already: a scheduler's later SIGTERM must not kill the process with -15 while it exits (Python's
         # finalisation puts back the default action of any signal whose handler it set, but not of an ignored one).
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        sys.stderr.write("lit: stopped by SIGTERM; continue with --ckpt_path last\n")
+        resume = "continue with --ckpt_path last" if _subcommand(args) == "fit" else "run the command again to redo it"
+        sys.stderr.write(f"lit: stopped by SIGTERM; {resume}\n")
         sys.exit(128 + signal.SIGTERM)
+    except NotRequeued as error:  # the checkpoint is saved; only the requeue failed
+        sys.stderr.write(f"lit: SLURM's requeue signal: {error}\n")
+        sys.exit(1)
     except Exception as error:
         record_error(error)
         cause = _user_input_error(error)
@@ -490,6 +497,14 @@ def main(args: ArgsType = None) -> None:
     finally:
         _finish_wandb_run(failed)
         _end_process_group()
+
+
+def _subcommand(args: ArgsType) -> str | None:
+    """The subcommand ``args`` (or the command line) names; ``None`` when unclear."""
+    argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, dict):
+        return argv.get("subcommand")
+    return next((arg for arg in argv if arg in LitCLI.subcommands()), None)
 
 
 def _finish_wandb_run(failed: bool) -> None:

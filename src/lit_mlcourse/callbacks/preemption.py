@@ -13,12 +13,16 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lit_mlcourse.checkpoints import HPC_CHECKPOINT
 
 REQUEUE, TERMINATE = 0, 1  # places in the flags the processes agree on
+
+
+class NotRequeued(RuntimeError):
+    """SLURM's requeue signal came, the checkpoint was saved, but ``scontrol requeue`` failed: lit exits 1."""
 
 
 class PreemptionSignals(Callback):
@@ -42,6 +46,7 @@ class PreemptionSignals(Callback):
 
     def __init__(self) -> None:
         self.requeued = False
+        self.requeue_failure: str | None = None  # set when the job was not requeued: the command then fails
         self._flags = [0, 0]
         self._previous: dict[int, Any] = {}
         self._seen_step = -1
@@ -100,13 +105,16 @@ class PreemptionSignals(Callback):
     def _requeue(self, trainer: L.Trainer) -> None:
         path = trainer.strategy.broadcast(str(next_hpc_checkpoint(Path(trainer.default_root_dir))))
         trainer.save_checkpoint(path, weights_only=False)  # the full state: optimizer, loops, callbacks
-        job = requeue_job() if trainer.is_global_zero else None
+        job, failure = trainer.strategy.broadcast(requeue_job() if trainer.is_global_zero else (None, None))
         rank_zero_info(
             f"lit: SLURM's requeue signal: saved {path} at step {trainer.global_step}; "
             + (f"requeued job {job}" if job else "the job was NOT requeued")
             + "; stopping"
         )
         self.requeued = True
+        if failure is not None:
+            # Exiting 0 would end the job as COMPLETED, the training silently cut short: the command fails instead.
+            self.requeue_failure = f"{failure}; the job ends here: resubmit it with --ckpt_path {path}"
         trainer.should_stop = True
         # Lightning validates after a stop requested mid-epoch (as for early stopping): not of a partial epoch, not in
         # the seconds before SLURM ends the job. The requeued job validates this epoch when it completes it.
@@ -136,17 +144,15 @@ def next_hpc_checkpoint(run_dir: Path) -> Path:
     return run_dir / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt"
 
 
-def requeue_job() -> str | None:
-    """``scontrol requeue <job>`` (no shell; the id was checked to be digits at start, runs.check_slurm_job_ids);
-    the job's id when it was requeued, else ``None`` with a warning saying why."""
+def requeue_job() -> tuple[str | None, str | None]:
+    """``scontrol requeue <job>`` (no shell; the id was checked to be digits at start, runs.check_slurm_job_ids):
+    ``(job id, None)`` when it was requeued, else ``(None, why not)``."""
     array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
     job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ["SLURM_JOB_ID"]
     try:
         result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as error:
-        rank_zero_warn(f"lit: `scontrol requeue {job}` could not run ({error}): requeue the job by hand.")
-        return None
+        return None, f"`scontrol requeue {job}` could not run ({error})"
     if result.returncode != 0:
-        rank_zero_warn(f"lit: `scontrol requeue {job}` failed ({result.returncode}): {result.stderr.strip()}")
-        return None
-    return job
+        return None, f"`scontrol requeue {job}` failed (exit {result.returncode}): {result.stderr.strip()}"
+    return job, None
