@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 
+import lightning as L
 import pytest
 import torch
 from conftest import CONFIGS, run_lit
@@ -206,3 +207,42 @@ def test_two_of_them_in_one_trainer_keep_their_own_state():
     trainer = L.Trainer(callbacks=[HessianEigenvalues(), HessianEigenvalues(epochs=[1], num_batches=2)], logger=False)
     keys = [callback.state_key for callback in trainer.callbacks if isinstance(callback, HessianEigenvalues)]
     assert len(set(keys)) == 2
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter([torch.ones(3)] * 4)
+
+
+class _Linear(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(3, 1)
+
+    def training_loss(self, batch) -> torch.Tensor:
+        inputs = torch.cat(list(batch.values())) if isinstance(batch, dict) else batch
+        return self.layer(inputs).pow(2).mean()
+
+    def training_step(self, batch, batch_idx):
+        return self.training_loss(batch)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize(
+    ("loaders", "kind"),
+    [
+        (lambda: torch.utils.data.DataLoader(_Stream(), batch_size=2), "_Stream"),
+        (lambda: {"a": torch.utils.data.DataLoader(torch.ones(4, 3), batch_size=2)}, "dict"),
+    ],
+    ids=["an iterable dataset", "a dict of loaders"],
+)
+def test_loaders_it_cannot_draw_from_by_index_are_refused_before_the_first_epoch(loaders, kind):
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[HessianEigenvalues(num_batches=1)])  # fmt: skip
+    model = _Linear()
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+    with pytest.raises(ValueError, match=rf"train_dataloader\(\) gives a {kind}\. Use it with a DataModule"):
+        trainer.fit(model, train_dataloaders=loaders())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # not one step taken

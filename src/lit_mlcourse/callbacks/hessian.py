@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.func import functional_call
+from torch.utils.data import DataLoader, IterableDataset
 
 from lit_mlcourse.curvature import LossCurvature, critical_point_verdict, lanczos_extremes
 from lit_mlcourse.data.resumable import SeededSamples, sample_seed
@@ -81,6 +82,17 @@ class HessianEigenvalues(Callback):
         reason = getattr(pl_module, "hessian_not_applicable", None)
         if stage == "fit" and reason:
             raise ConfigValueError(f"HessianEigenvalues does not apply to {type(pl_module).__name__}: {reason}")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Checked before the first epoch, not found out after it: the fixed batches are drawn by index.
+        loader = trainer.train_dataloader
+        if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
+            what = type(loader.dataset if isinstance(loader, DataLoader) else loader).__name__
+            raise ConfigValueError(
+                f"HessianEigenvalues draws its fixed batches by index from the training DataLoader's dataset; this "
+                f"run's train_dataloader() gives a {what}. Use it with a DataModule whose train_dataloader() returns "
+                "one DataLoader over a map-style dataset (every DataModule of lit_mlcourse does)."
+            )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch + 1 in self.epochs:
