@@ -119,9 +119,9 @@ def test_table_figure_and_sharpness(studies):
     assert pixels[..., :3].std() > 0.05
 
 
-def bad_option(capsys, tmp_path, *args: str) -> str:
+def bad_option(capsys, tmp_path, *args: str, config: str = "quickstart.yaml") -> str:
     with pytest.raises(SystemExit) as exit_info:
-        main(["batch-sizes", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.default_root_dir",
+        main(["batch-sizes", "--config", str(CONFIGS / config), "--trainer.default_root_dir",
               str(tmp_path / "runs"), *args])  # fmt: skip
     assert exit_info.value.code == 2
     assert not (tmp_path / "runs").exists()  # refused before any run
@@ -143,3 +143,9 @@ def bad_option(capsys, tmp_path, *args: str) -> str:
 )
 def test_bad_options_name_the_option_and_the_value(capsys, tmp_path, args, message):
     assert message in bad_option(capsys, tmp_path, *args)
+
+
+def test_the_gan_is_refused_before_any_run_saying_why(capsys, tmp_path):
+    message = bad_option(capsys, tmp_path, "--sizes", "[16, 32]", config="digits_gan.yaml")  # the judge unread
+    assert "digits_gan.yaml: `lit batch-sizes` reports each batch size's sharpness" in message
+    assert "does not apply to lit_mlcourse.models.GAN: a GAN is a two-player game" in message

@@ -58,6 +58,12 @@ def run_batch_size_study(cli: LitCLI, sizes: list[int], lr_scaling: str) -> list
             f"--lr_scaling {lr_scaling}: unknown rule; use one of {', '.join(LR_SCALINGS)} (none: the same learning "
             "rate for every batch size; linear: lr * b / b0; sqrt: lr * sqrt(b / b0))."
         )
+    no_hessian = getattr(import_class(base.model.class_path), "hessian_not_applicable", None)
+    if no_hessian:  # refused here, before any run, rather than at the first run's setup
+        raise ConfigValueError(
+            f"{first_config_name(base)}: `lit batch-sizes` reports each batch size's sharpness (the largest "
+            f"eigenvalue of the training loss's Hessian), which does not apply to {base.model.class_path}: {no_hessian}"
+        )
     base_size = base.data.init_args.get("batch_size")
     if not isinstance(base_size, int):
         raise ConfigValueError(
