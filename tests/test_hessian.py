@@ -214,6 +214,11 @@ class _Stream(torch.utils.data.IterableDataset):
         return iter([torch.ones(3)] * 4)
 
 
+class _NoLength(torch.utils.data.Dataset):
+    def __getitem__(self, index):
+        return torch.ones(3)
+
+
 class _Linear(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
@@ -233,16 +238,20 @@ class _Linear(L.LightningModule):
 @pytest.mark.parametrize(
     ("loaders", "kind"),
     [
-        (lambda: torch.utils.data.DataLoader(_Stream(), batch_size=2), "_Stream"),
-        (lambda: {"a": torch.utils.data.DataLoader(torch.ones(4, 3), batch_size=2)}, "dict"),
+        (lambda: torch.utils.data.DataLoader(_Stream(), batch_size=2), "a DataLoader over _Stream, an IterableDataset"),
+        (lambda: {"a": torch.utils.data.DataLoader(torch.ones(4, 3), batch_size=2)}, "a dict"),
+        (
+            lambda: torch.utils.data.DataLoader(_NoLength(), batch_size=2, sampler=[0, 1, 2, 3]),
+            "a DataLoader over _NoLength, a dataset without a length",
+        ),
     ],
-    ids=["an iterable dataset", "a dict of loaders"],
+    ids=["an iterable dataset", "a dict of loaders", "a dataset without a length"],
 )
 def test_loaders_it_cannot_draw_from_by_index_are_refused_before_the_first_epoch(loaders, kind):
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[HessianEigenvalues(num_batches=1)])  # fmt: skip
     model = _Linear()
     before = [parameter.detach().clone() for parameter in model.parameters()]
-    with pytest.raises(ValueError, match=rf"train_dataloader\(\) gives a {kind}\. Use it with a DataModule"):
+    with pytest.raises(ValueError, match=rf"train_dataloader\(\) gives {kind}\. Use it with a DataModule"):
         trainer.fit(model, train_dataloaders=loaders())
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))  # not one step taken

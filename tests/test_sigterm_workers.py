@@ -28,7 +28,7 @@ def test_sigterm_during_cv_exits_143_without_pointing_at_a_resume_cv_cannot_do(t
                "--trainer.limit_train_batches", "4", "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
     result, leftovers = run_in_own_group(command, timeout=90)
     assert result.returncode == 143, result.stdout[-3000:]
-    assert "lit: stopped by SIGTERM; run the command again to redo it" in result.stdout  # cv takes no --ckpt_path
+    assert "lit: stopped by SIGTERM; run it again" in result.stdout  # cv takes no --ckpt_path
     assert "--ckpt_path" not in result.stdout.split("lit: SIGTERM: saved")[-1]
     assert not leftovers
 

@@ -101,21 +101,30 @@ def test_sigusr1_checkpoints_and_requeues_and_the_requeued_job_resumes_in_its_ru
     assert calls.read_text().splitlines() == [f"requeue {JOB_ID}"]  # not requeued again
 
 
-def test_a_failed_requeue_keeps_the_checkpoint_and_fails_the_job_naming_it(tmp_path):
+@pytest.mark.parametrize("subcommand", ["fit", "cv"])
+def test_a_failed_requeue_keeps_the_checkpoint_and_fails_the_job_naming_it(tmp_path, subcommand):
     """Exit 0 would end the job COMPLETED with its training cut short: a failed `scontrol requeue` fails it."""
     bin_dir = tmp_path / "bin"
     fake_command(bin_dir, "scontrol", 'echo "scontrol: error: Requested operation is presently disabled" >&2; exit 1')
     command = [sys.executable, str(ROOT / "tests" / "fault_runner.py"), "--fault", "sigusr1-at-step", "--at", "3",
-               "--", "fit", "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.max_epochs", "2",
+               "--", subcommand, "--config", str(CONFIGS / "quickstart.yaml"), "--trainer.max_epochs", "2",
                "--trainer.default_root_dir", str(tmp_path / "runs")]  # fmt: skip
+    if subcommand == "cv":
+        command += ["--folds", "2"]
     result = subprocess.run(command, cwd=tmp_path, env=slurm_env(bin_dir), capture_output=True, text=True, timeout=90)
-    hpc = tmp_path / "runs" / "quickstart" / "version_0" / "hpc_ckpt_1.ckpt"
-    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-4000:]
+    failure = f"`scontrol requeue {JOB_ID}` failed (exit 1): scontrol: error: Requested operation is presently disabled"
+    assert f"the job was NOT requeued: {failure}; stopping" in output  # said at once: SLURM may kill it before the end
+    run = tmp_path / "runs" / "quickstart" / "version_0"
+    if subcommand == "fit":
+        hpc = run / "hpc_ckpt_1.ckpt"
+        assert f"{failure}; the job ends here: resubmit it with --ckpt_path {hpc}" in output
+    else:  # cv does not resume: the job fails at the first fold, not after training the others
+        hpc = run / "fold_0" / "hpc_ckpt_1.ckpt"
+        assert f"lit: SLURM's requeue signal: {failure}; the job ends here: submit the command again" in output
+        assert not (run / "fold_1").exists()
     assert torch.load(hpc, map_location="cpu", weights_only=True)["global_step"] == 3
-    assert (
-        f"lit: SLURM's requeue signal: `scontrol requeue {JOB_ID}` failed (exit 1): scontrol: error: Requested "
-        f"operation is presently disabled; the job ends here: resubmit it with --ckpt_path {hpc}"
-    ) in result.stderr
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ def wandb_records(path: Path) -> list:
             record.ParseFromString(pending)
             records.append(record)
             pending = b""
+    assert not pending and not data[position:].strip(b"\0"), f"{path} ends inside a record: wandb is still writing it"
     return records
 
 

@@ -55,7 +55,7 @@ from lit_mlcourse.errors import ConfigValueError, UserInputError
 from lit_mlcourse.import_policy import enforce_import_policy, explain_denied_import
 from lit_mlcourse.models.base import TaskModule
 from lit_mlcourse.nets.torchvision_net import weights_from_checkpoint
-from lit_mlcourse.runs import as_plain, choose_run_folder, fill_run_folder, keep_csv_metrics
+from lit_mlcourse.runs import as_plain, choose_run_folder, fill_run_folder, finish_wandb_run, keep_csv_metrics
 from lit_mlcourse.studies.batch_size import run_batch_size_study
 from lit_mlcourse.studies.depth import run_depth_study
 from lit_mlcourse.summary import print_summary, run_summary, write_json
@@ -372,8 +372,11 @@ class LitCLI(LightningCLI):
                 metrics.update(results)
         self._summarize("fit", metrics)
         for callback in self.trainer.callbacks:
-            if getattr(callback, "requeue_failure", None):
-                raise NotRequeued(callback.requeue_failure)
+            if isinstance(callback, PreemptionSignals) and callback.requeue_failure:
+                raise NotRequeued(
+                    f"{callback.requeue_failure}; the job ends here: resubmit it with --ckpt_path "
+                    f"{callback.requeue_checkpoint}"
+                )
 
     def after_validate(self) -> None:
         self._summarize("validate", dict(self.trainer.callback_metrics))
@@ -389,11 +392,15 @@ class LitCLI(LightningCLI):
         return summary
 
     def _run_subcommand(self, subcommand: str) -> None:
-        if subcommand in MULTI_RUN:
-            arguments = {key: self.run_config[key] for key in self._subcommand_method_arguments[subcommand]}
-            getattr(self, MULTI_RUN[subcommand])(**arguments)
-        else:
-            super()._run_subcommand(subcommand)
+        try:
+            if subcommand in MULTI_RUN:
+                arguments = {key: self.run_config[key] for key in self._subcommand_method_arguments[subcommand]}
+                getattr(self, MULTI_RUN[subcommand])(**arguments)
+            else:
+                super()._run_subcommand(subcommand)
+        except SIGTERMException as stop:
+            stop.subcommand = subcommand  # for main's advice: only `fit` resumes from last.ckpt
+            raise
 
     def cv(self, folds: PositiveInt = 5) -> dict[str, Any]:
         """Cross-validate: train one model per fold of the data and report the monitored metric.
@@ -472,17 +479,17 @@ def main(args: ArgsType = None) -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_HIDE_TIPS)  # a no-op when already added
     # Raised inside Lightning under torch >= 2.10; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    failed = True
+    failed, caller_run = True, _open_wandb_run()
     try:
         isolate_restarted_attempt()
         LitCLI(args=args)
         failed = False
-    except SIGTERMException:  # stopped after the running batch (callbacks.preemption saved last.ckpt)
+    except SIGTERMException as stop:  # stopped after the running batch (callbacks.preemption saved last.ckpt)
         # Stopping already: a scheduler's later SIGTERM must not kill the process with -15 while it exits (Python's
         # finalisation puts back the default action of any signal whose handler it set, but not of an ignored one).
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        resume = "continue with --ckpt_path last" if _subcommand(args) == "fit" else "run the command again to redo it"
-        sys.stderr.write(f"lit: stopped by SIGTERM; {resume}\n")
+        fit = getattr(stop, "subcommand", None) == "fit"
+        sys.stderr.write(f"lit: stopped by SIGTERM; {'continue with --ckpt_path last' if fit else 'run it again'}\n")
         sys.exit(128 + signal.SIGTERM)
     except NotRequeued as error:  # the checkpoint is saved; only the requeue failed
         sys.stderr.write(f"lit: SLURM's requeue signal: {error}\n")
@@ -495,31 +502,20 @@ def main(args: ArgsType = None) -> None:
         sys.stderr.write(f"lit: error: {cause}\n")
         sys.exit(2)
     finally:
-        _finish_wandb_run(failed)
-        _end_process_group()
+        try:
+            # The wandb run this command opened, marked failed when it failed. Left to the interpreter's exit, it
+            # stays open in a notebook or test that calls main() again: the next command's WandbLogger would log
+            # into it. A run the caller had open before is the caller's.
+            run = _open_wandb_run()
+            if run is not None and run is not caller_run:
+                finish_wandb_run(run, exit_code=1 if failed else 0)
+        finally:
+            _end_process_group()
 
 
-def _subcommand(args: ArgsType) -> str | None:
-    """The subcommand ``args`` (or the command line) names; ``None`` when unclear."""
-    argv = sys.argv[1:] if args is None else args
-    if isinstance(argv, dict):
-        return argv.get("subcommand")
-    return next((arg for arg in argv if arg in LitCLI.subcommands()), None)
-
-
-def _finish_wandb_run(failed: bool) -> None:
-    """End the wandb run this command opened, if any, marked failed when the command failed, and wait until its
-    files are complete on disk. Left to the interpreter's exit, the run stays open in a notebook or test that calls
-    main() again: the next command's WandbLogger would log into it. ``wandb.finish`` alone returns before wandb's
-    service process has written the run's transaction log (``run-<id>.wandb`` can still be 7 bytes long), so
-    a reader right after main() saw a partial run; tearing the service down waits for it to close its files (the
-    next run starts a new service, about a second)."""
+def _open_wandb_run() -> Any:
     wandb = sys.modules.get("wandb")  # never imported here: only a run that logs to wandb has loaded it
-    if wandb is None:
-        return
-    if getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=1 if failed else 0)
-    wandb.teardown()  # also for runs finished already (lit cv and the studies finish one per variant)
+    return getattr(wandb, "run", None) if wandb is not None else None
 
 
 def _end_process_group() -> None:

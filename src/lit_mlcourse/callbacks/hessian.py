@@ -86,13 +86,18 @@ class HessianEigenvalues(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Checked before the first epoch, not found out after it: the fixed batches are drawn by index.
         loader = trainer.train_dataloader
-        if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
-            what = type(loader.dataset if isinstance(loader, DataLoader) else loader).__name__
-            raise ConfigValueError(
-                f"HessianEigenvalues draws its fixed batches by index from the training DataLoader's dataset; this "
-                f"run's train_dataloader() gives a {what}. Use it with a DataModule whose train_dataloader() returns "
-                "one DataLoader over a map-style dataset (every DataModule of lit_mlcourse does)."
-            )
+        if not isinstance(loader, DataLoader):
+            what = f"a {type(loader).__name__}"
+        elif isinstance(loader.dataset, IterableDataset) or not hasattr(loader.dataset, "__len__"):
+            kind = "an IterableDataset" if isinstance(loader.dataset, IterableDataset) else "a dataset without a length"
+            what = f"a DataLoader over {type(loader.dataset).__name__}, {kind}"
+        else:
+            return
+        raise ConfigValueError(
+            f"HessianEigenvalues draws its fixed batches by index from the training DataLoader's dataset; this "
+            f"run's train_dataloader() gives {what}. Use it with a DataModule whose train_dataloader() returns one "
+            "DataLoader over a map-style dataset with a length (every DataModule of lit_mlcourse does)."
+        )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch + 1 in self.epochs:

@@ -46,7 +46,8 @@ class PreemptionSignals(Callback):
 
     def __init__(self) -> None:
         self.requeued = False
-        self.requeue_failure: str | None = None  # set when the job was not requeued: the command then fails
+        self.requeue_failure: str | None = None  # why the job was not requeued: the command then fails
+        self.requeue_checkpoint: str | None = None
         self._flags = [0, 0]
         self._previous: dict[int, Any] = {}
         self._seen_step = -1
@@ -106,15 +107,15 @@ class PreemptionSignals(Callback):
         path = trainer.strategy.broadcast(str(next_hpc_checkpoint(Path(trainer.default_root_dir))))
         trainer.save_checkpoint(path, weights_only=False)  # the full state: optimizer, loops, callbacks
         job, failure = trainer.strategy.broadcast(requeue_job() if trainer.is_global_zero else (None, None))
+        # Said now, with why: SLURM may kill the process before the command ends.
         rank_zero_info(
             f"lit: SLURM's requeue signal: saved {path} at step {trainer.global_step}; "
-            + (f"requeued job {job}" if job else "the job was NOT requeued")
+            + (f"requeued job {job}" if job else f"the job was NOT requeued: {failure}")
             + "; stopping"
         )
         self.requeued = True
-        if failure is not None:
-            # Exiting 0 would end the job as COMPLETED, the training silently cut short: the command fails instead.
-            self.requeue_failure = f"{failure}; the job ends here: resubmit it with --ckpt_path {path}"
+        # Exiting 0 would end the job as COMPLETED, the training silently cut short: the command fails instead.
+        self.requeue_failure, self.requeue_checkpoint = failure, path
         trainer.should_stop = True
         # Lightning validates after a stop requested mid-epoch (as for early stopping): not of a partial epoch, not in
         # the seconds before SLURM ends the job. The requeued job validates this epoch when it completes it.
@@ -154,5 +155,6 @@ def requeue_job() -> tuple[str | None, str | None]:
     except (OSError, subprocess.TimeoutExpired) as error:
         return None, f"`scontrol requeue {job}` could not run ({error})"
     if result.returncode != 0:
-        return None, f"`scontrol requeue {job}` failed (exit {result.returncode}): {result.stderr.strip()}"
+        message = result.stderr.strip() or result.stdout.strip() or "no message"
+        return None, f"`scontrol requeue {job}` failed (exit {result.returncode}): {message}"
     return job, None

@@ -10,7 +10,9 @@ import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch import seed_everything
 
+from lit_mlcourse.callbacks.preemption import NotRequeued, PreemptionSignals
 from lit_mlcourse.errors import ConfigValueError
+from lit_mlcourse.runs import finish_wandb_run
 from lit_mlcourse.summary import run_summary, write_json
 
 if TYPE_CHECKING:
@@ -25,6 +27,9 @@ def fit_variant(cli: LitCLI, config: Namespace, run_dir: Path) -> tuple[L.Traine
     trainer = cli.instantiate_run(config, run_dir)
     trainer.fit(cli.model, cli.datamodule)
     _finish_wandb_run(trainer)
+    for callback in trainer.callbacks:
+        if isinstance(callback, PreemptionSignals) and callback.requeue_failure:  # this command does not resume
+            raise NotRequeued(f"{callback.requeue_failure}; the job ends here: submit the command again")
     summary = run_summary(trainer, dict(trainer.callback_metrics))
     if trainer.is_global_zero:
         write_json(Path(summary["run_dir"]) / "summary.json", summary)
@@ -35,7 +40,7 @@ def _finish_wandb_run(trainer: L.Trainer) -> None:
     """One wandb run per variant: wandb otherwise hands the next variant the run still open."""
     for logger in trainer.loggers:
         if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
-            logger.experiment.finish()
+            finish_wandb_run(logger.experiment)
 
 
 def add_callback(config: Namespace, class_path: str, **init_args: Any) -> None:
