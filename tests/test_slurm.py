@@ -101,6 +101,21 @@ def test_sigusr1_checkpoints_and_requeues_and_the_requeued_job_resumes_in_its_ru
     assert calls.read_text().splitlines() == [f"requeue {JOB_ID}"]  # not requeued again
 
 
+def test_a_requeued_cv_stops_at_the_fold_it_struck_instead_of_starting_the_next(tmp_path):
+    bin_dir, calls = tmp_path / "bin", tmp_path / "scontrol.calls"
+    fake_command(bin_dir, "scontrol", f'echo "$@" >> {shlex.quote(str(calls))}')
+    command = [sys.executable, str(ROOT / "tests" / "fault_runner.py"), "--fault", "sigusr1-at-step", "--at", "3",
+               "--", "cv", "--config", str(CONFIGS / "quickstart.yaml"), "--folds", "2", "--trainer.max_epochs", "2",
+               "--trainer.default_root_dir", str(tmp_path / "runs")]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=slurm_env(bin_dir), capture_output=True, text=True, timeout=90)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert calls.read_text().splitlines() == [f"requeue {JOB_ID}"]
+    run = tmp_path / "runs" / "quickstart" / "version_0"
+    assert (run / "fold_0" / "hpc_ckpt_1.ckpt").is_file() and not (run / "fold_1").exists()
+    assert "lit: SLURM's requeue signal: stopped at fold_0; the requeued job runs the command again" in output
+
+
 @pytest.mark.parametrize("subcommand", ["fit", "cv"])
 def test_a_failed_requeue_keeps_the_checkpoint_and_fails_the_job_naming_it(tmp_path, subcommand):
     """Exit 0 would end the job COMPLETED with its training cut short: a failed `scontrol requeue` fails it."""

@@ -34,7 +34,7 @@ import lit_mlcourse.data  # noqa: F401  (registers the DataModules for short nam
 from lit_mlcourse.callbacks.checkpoint import LastAndBestCheckpoint
 from lit_mlcourse.callbacks.finite_loss import StopOnNonFiniteLoss
 from lit_mlcourse.callbacks.learning_rate import LearningRatePlot
-from lit_mlcourse.callbacks.preemption import NotRequeued, PreemptionSignals
+from lit_mlcourse.callbacks.preemption import NotRequeued, PreemptionSignals, StoppedForRequeue
 from lit_mlcourse.callbacks.progress import LineProgressBar
 from lit_mlcourse.callbacks.resume import ExactResume
 from lit_mlcourse.callbacks.run_record import RunRecord
@@ -494,6 +494,9 @@ def main(args: ArgsType = None) -> None:
     except NotRequeued as error:  # the checkpoint is saved; only the requeue failed
         sys.stderr.write(f"lit: SLURM's requeue signal: {error}\n")
         sys.exit(1)
+    except StoppedForRequeue as stop:
+        failed = False
+        sys.stderr.write(f"lit: SLURM's requeue signal: {stop}\n")
     except Exception as error:
         record_error(error)
         cause = _user_input_error(error)

@@ -25,6 +25,11 @@ class NotRequeued(RuntimeError):
     """SLURM's requeue signal came, the checkpoint was saved, but ``scontrol requeue`` failed: lit exits 1."""
 
 
+class StoppedForRequeue(Exception):
+    """A command of several runs (``lit cv``, the studies) was requeued: it stops instead of starting the next run
+    in the seconds before SLURM ends the job; the requeued job runs it again from its start."""
+
+
 class PreemptionSignals(Callback):
     """On SIGTERM: after the running training step, save ``last.ckpt`` and stop (exit 143; continue with
     ``--ckpt_path last``). On SLURM's requeue signal (``#SBATCH --signal=SIGUSR1@90`` with ``--requeue``): after the

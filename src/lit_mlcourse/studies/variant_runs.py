@@ -10,7 +10,7 @@ import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch import seed_everything
 
-from lit_mlcourse.callbacks.preemption import NotRequeued, PreemptionSignals
+from lit_mlcourse.callbacks.preemption import NotRequeued, PreemptionSignals, StoppedForRequeue
 from lit_mlcourse.errors import ConfigValueError
 from lit_mlcourse.runs import finish_wandb_run
 from lit_mlcourse.summary import run_summary, write_json
@@ -28,8 +28,12 @@ def fit_variant(cli: LitCLI, config: Namespace, run_dir: Path) -> tuple[L.Traine
     trainer.fit(cli.model, cli.datamodule)
     _finish_wandb_run(trainer)
     for callback in trainer.callbacks:
-        if isinstance(callback, PreemptionSignals) and callback.requeue_failure:  # this command does not resume
-            raise NotRequeued(f"{callback.requeue_failure}; the job ends here: submit the command again")
+        if isinstance(callback, PreemptionSignals) and callback.requeued:  # this command does not resume
+            if callback.requeue_failure:
+                raise NotRequeued(f"{callback.requeue_failure}; the job ends here: submit the command again")
+            raise StoppedForRequeue(
+                f"stopped at {run_dir.name}; the requeued job runs the command again from the start"
+            )
     summary = run_summary(trainer, dict(trainer.callback_metrics))
     if trainer.is_global_zero:
         write_json(Path(summary["run_dir"]) / "summary.json", summary)
